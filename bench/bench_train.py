@@ -1,0 +1,239 @@
+"""Training throughput of a preset next to the machine's fp32 matmul rate, in one run.
+
+    .venv/bin/python bench/bench_train.py [--preset default] [--steps 20] [--warmup 3] [--set key=value ...]
+
+Three measurements, all on the training device and with the same torch thread count:
+
+1. matmul: torch.mm of two square float32 matrices (--matmul-size, default 2048), 2 n^3 flops
+   per mm, the median over --matmul-repeats timed repeats after a warm-up. It is measured
+   before and after the training steps; the reported `matmul_gflops` is the median of both
+   sets together (the two halves are printed too, to show drift from other load).
+2. training: a real `diffrep.training.Trainer` (its RunDir points at a temporary directory that
+   is never written to) runs --warmup untimed steps, then --steps timed calls of
+   `Trainer.train_step` (data rendering, noising, forward, backward, grad clip, AdamW, EMA).
+   images/s = batch_size * steps / total seconds; step_s = median seconds per step.
+3. FLOPs: `torch.utils.flop_counter.FlopCounterMode` around one forward + loss + backward of the
+   model on a batch of the preset's batch size. It counts matmuls, convolutions and attention
+   (the CPU flash-attention kernel, which torch does not map, is added below with torch's own
+   SDPA formulas); norms, activations, the optimizer and the EMA are not counted. The achieved
+   rate is flops_per_step / step_s (step_s is the whole step), and its ratio to the matmul rate
+   is `fraction_of_matmul`.
+
+No assertions on speed; the last line printed is one JSON object with every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
+
+from diffrep.config import ConfigError, make_config
+from diffrep.rundir import RunDir
+from diffrep.training import Trainer, resolve_device
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------
+# 1. matmul
+
+
+def matmul_gflops_samples(n: int, repeats: int, device: torch.device, min_repeat_s: float = 0.1) -> list[float]:
+    """GFLOP/s of `repeats` timed repeats of torch.mm(n x n, n x n) in float32, after a warm-up.
+
+    A repeat runs `inner` back-to-back mm calls, `inner` chosen from the warm-up so that one repeat
+    lasts at least `min_repeat_s` (1 on a 2-core CPU at n = 2048; many on a GPU).
+    """
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
+    b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
+    out = torch.empty(n, n, dtype=torch.float32, device=device)
+    flops = 2 * n**3
+    warm = []
+    for _ in range(3):
+        sync(device)
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        sync(device)
+        warm.append(time.perf_counter() - t0)
+    inner = max(1, int(min_repeat_s / max(min(warm), 1e-9)))
+    samples = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(a, b, out=out)
+        sync(device)
+        samples.append(flops * inner / (time.perf_counter() - t0) / 1e9)
+    return samples
+
+
+# ----------------------------------------------------------------------------
+# 3. FLOPs of one forward + backward
+
+
+def _cpu_sdpa_mapping() -> dict:
+    """Flop formulas for the CPU flash-attention ops that FlopCounterMode leaves at zero."""
+    aten = torch.ops.aten
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    mapping = {}
+    if fwd is not None and hasattr(flop_counter, "sdpa_flop_count"):
+        def sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+        mapping[fwd] = sdpa_cpu_flop  # keyed by OpOverloadPacket, like torch's registry
+    if bwd is not None and hasattr(flop_counter, "sdpa_backward_flop_count"):
+        def sdpa_cpu_backward_flop(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+        mapping[bwd] = sdpa_cpu_backward_flop
+    return mapping
+
+
+def count_step_flops(trainer: Trainer) -> tuple[int, dict[str, int]]:
+    """FLOPs of one forward + MSE loss + backward of the model on a training-shaped batch.
+
+    Inputs are drawn like `Trainer.train_step` draws them, from a separate generator, so the
+    trainer's own state is not touched; the gradients are discarded afterwards.
+    """
+    cfg, device, model = trainer.cfg, trainer.device, trainer.model
+    batch, n = cfg.training.batch_size, cfg.data.image_size
+    g = torch.Generator().manual_seed(12345)
+    idx = torch.randint(len(trainer.train_conditions), (batch,), generator=g)
+    labels = trainer.train_conditions[idx]
+    timesteps = torch.randint(trainer.schedule.timesteps, (batch,), generator=g)
+    noise = torch.randn((batch, 1, n, n), generator=g)
+    drop = torch.rand(batch, generator=g) < cfg.model.label_dropout
+    x0 = trainer.dataset.render(labels)
+    x0, noise, labels, drop, tdev = (v.to(device) for v in (x0, noise, labels, drop, timesteps))
+    x_t = trainer.schedule.add_noise(x0, noise, timesteps)
+
+    model.zero_grad(set_to_none=True)
+    counter = FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_mapping())
+    with counter:
+        eps = model(x_t, tdev, labels, drop)
+        loss = F.mse_loss(eps, noise)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    by_op = {str(op): int(c) for op, c in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), by_op
+
+
+# ----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="default")
+    p.add_argument("--steps", type=int, default=20, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, as for `diffrep train --set` (repeatable)")
+    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n fp32 matmul")
+    p.add_argument("--matmul-repeats", type=int, default=6, help="timed matmul repeats, before and again after training")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's choice)")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0 or args.matmul_repeats < 1 or args.matmul_size < 1:
+        p.error("--steps, --matmul-repeats and --matmul-size must be >= 1, --warmup >= 0")
+
+    try:
+        cfg = make_config(args.preset, args.overrides)
+        device = resolve_device(cfg.training.device)
+    except ConfigError as e:
+        print(f"bench_train: {e}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    batch = cfg.training.batch_size
+
+    mm_before = matmul_gflops_samples(args.matmul_size, args.matmul_repeats, device)
+
+    with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
+        trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
+        params = sum(p.numel() for p in trainer.model.parameters())
+        for _ in range(args.warmup):
+            trainer.train_step()
+        step_times = []
+        sync(device)
+        total0 = time.perf_counter()
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            trainer.train_step()  # ends in loss.item(), which waits for the device
+            sync(device)
+            step_times.append(time.perf_counter() - t0)
+        total_s = time.perf_counter() - total0
+        flops_per_step, flops_by_op = count_step_flops(trainer)
+
+    mm_after = matmul_gflops_samples(args.matmul_size, args.matmul_repeats, device)
+
+    matmul = statistics.median(mm_before + mm_after)
+    step_s = statistics.median(step_times)
+    images_per_s = batch * args.steps / total_s
+    train_gflops = flops_per_step / step_s / 1e9
+    fraction = train_gflops / matmul
+    gflop_per_image = flops_per_step / batch / 1e9
+
+    rows = [
+        ("preset", args.preset + (" " + " ".join(args.overrides) if args.overrides else "")),
+        ("device / threads", f"{device.type} / {threads}"),
+        ("batch size / params", f"{batch} / {params:,}"),
+        (f"matmul fp32 {args.matmul_size}^2 GFLOP/s", f"{matmul:.1f}  (before {statistics.median(mm_before):.1f}, after {statistics.median(mm_after):.1f})"),
+        ("train step s (median)", f"{step_s:.4f}  (min {min(step_times):.4f}, max {max(step_times):.4f}, {args.steps} steps)"),
+        ("train images/s", f"{images_per_s:.1f}"),
+        ("fwd+bwd GFLOP / step", f"{flops_per_step / 1e9:.3f}"),
+        ("fwd+bwd GFLOP / image", f"{gflop_per_image:.4f}"),
+        ("train GFLOP/s", f"{train_gflops:.1f}"),
+        ("fraction of matmul", f"{fraction:.3f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print("flops by op: " + ", ".join(f"{op} {c / 1e9:.3f}G" for op, c in sorted(flops_by_op.items(), key=lambda kv: -kv[1])))
+
+    record = {
+        "preset": args.preset,
+        "overrides": args.overrides,
+        "device": device.type,
+        "batch_size": batch,
+        "params": params,
+        "threads": threads,
+        "matmul_size": args.matmul_size,
+        "matmul_gflops": round(matmul, 2),
+        "matmul_gflops_before": round(statistics.median(mm_before), 2),
+        "matmul_gflops_after": round(statistics.median(mm_after), 2),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "step_s": round(step_s, 5),
+        "step_s_min": round(min(step_times), 5),
+        "step_s_max": round(max(step_times), 5),
+        "images_per_s": round(images_per_s, 2),
+        "flops_per_step": flops_per_step,
+        "gflop_per_image": round(gflop_per_image, 5),
+        "train_gflops": round(train_gflops, 2),
+        "fraction_of_matmul": round(fraction, 4),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    print(json.dumps(record))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

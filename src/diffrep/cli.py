@@ -1,0 +1,200 @@
+"""The `diffrep` command line.
+
+    diffrep train [PRESET] [--set key=value ...] [--run-dir DIR]    a new run
+    diffrep train --resume RUN_DIR                                  continue a run exactly
+    diffrep sample RUN_DIR [--checkpoint STEP] [--at X,Y ...]       a PNG grid of samples
+    diffrep config [PRESET] [--set key=value ...]                   print the resolved config
+    diffrep demo                                                    the default demo
+
+Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .config import PRESETS, ConfigError, make_config
+from .data import BumpDataset
+from .diffusion import NoiseSchedule, make_sampler, sample
+from .plots import save_sample_grid
+from .rundir import RunDir
+from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
+
+DEMO_RUN_DIR = "runs/demo"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints the whole usage otherwise)
+        raise ConfigError(f"{self.prog}: {message} (see --help)")
+
+
+def parse_point(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--at: expected X,Y in pixels, e.g. --at 16,8.5 (got {text!r})") from None
+    return x, y
+
+
+def next_run_dir(root: Path, preset: str) -> Path:
+    """runs/00003-default: numbered, so that runs sort by creation."""
+    numbers = [int(p.name[:5]) for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if root.is_dir() else []
+    return root / f"{max(numbers, default=-1) + 1:05d}-{preset}"
+
+
+def new_run(path, cfg) -> RunDir:
+    """Create a run directory, once everything that can be rejected up front has been checked."""
+    BumpDataset(cfg.data)  # masks that leave no data, lattices too large
+    resolve_device(cfg.training.device)
+    return RunDir.create(path, cfg)
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_train(args) -> None:
+    if args.resume:
+        if args.overrides or args.preset or args.run_dir:
+            raise ConfigError("--resume: takes no PRESET, --set or --run-dir; the run's config.json is its config")
+        run = RunDir.open(args.resume)
+        cfg = run.config()
+        train(cfg, run, resume=True, quiet=args.quiet)
+    else:
+        preset = args.preset or "default"
+        cfg = make_config(preset, args.overrides)
+        run = new_run(args.run_dir or next_run_dir(Path("runs"), preset), cfg)
+        train(cfg, run, quiet=args.quiet)
+    print(f"run: {run.path} (step {run.checkpoint_steps()[-1]})")
+
+
+def cmd_sample(args) -> None:
+    run = RunDir.open(args.run_dir)
+    cfg = run.config()
+    step = run.resolve_step(args.checkpoint)
+    if args.at:
+        conditions = np.array([parse_point(p) for p in args.at])
+        bad = conditions[~((conditions >= 0) & (conditions <= cfg.data.latent_size)).all(1)]  # NaN is bad too
+        if len(bad):
+            raise ConfigError(f"--at: x and y must be in [0, {cfg.data.latent_size}] (got {tuple(bad[0].tolist())})")
+    else:
+        conditions = default_conditions(cfg)
+    out = Path(args.out) if args.out else None
+    if out is not None and (out.exists() or not out.parent.is_dir()):
+        raise ConfigError(f"--out: {out} exists or its folder does not; choose a new file in an existing folder")
+    path = write_samples(run, step, conditions, args.sampler, args.steps, args.seed, args.weights == "ema", out)
+    print(f"samples: {path}")
+
+
+def default_conditions(cfg, count: int = 16) -> np.ndarray:
+    """`count` conditions spread evenly through the dataset's lattice (held-out ones included)."""
+    conditions = BumpDataset(cfg.data).conditions
+    return conditions[np.linspace(0, len(conditions) - 1, count).round().astype(int)]
+
+
+def write_samples(run, step, conditions, sampler_name="ddim", steps=50, seed=0, ema=True, out=None) -> Path:
+    cfg = run.config()
+    sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None)
+    model = load_model(run, step, ema=ema)
+    images = sample(model, sampler, conditions, cfg.data.image_size, seed=seed)
+    name = f"{sampler_name}{len(sampler.timesteps)}"
+    path = out or run.path / "samples" / f"step_{step:08d}_{name}_seed{seed}{'' if ema else '_raw'}.png"
+    title = f"{run.path.name}  step {step}  {name}  {'EMA' if ema else 'raw'} weights  seed {seed}"
+    save_sample_grid(images.cpu(), conditions, path, title, cfg.data.latent_size, cfg.data.image_size)
+    return path
+
+
+def cmd_config(args) -> None:
+    print(make_config(args.preset or "default", args.overrides).to_json())
+
+
+def cmd_demo(args) -> None:
+    """Train the default run (or finish it, if the directory holds one), then sample along it."""
+    run_dir = Path(args.run_dir)
+    if (run_dir / "config.json").exists():
+        if args.overrides:
+            raise ConfigError(f"--set: {run_dir} already holds a run; its config.json is its config")
+        run = RunDir.open(run_dir)
+        train(run.config(), run, resume=True, quiet=args.quiet)
+    else:
+        cfg = make_config("default", args.overrides)
+        run = new_run(run_dir, cfg)
+        train(cfg, run, quiet=args.quiet)
+    cfg = run.config()
+    steps = run.checkpoint_steps()
+    conditions = default_conditions(cfg)
+    picks = sorted({steps[len(steps) // 3], steps[2 * len(steps) // 3], steps[-1]})
+    for step in picks:
+        print(f"samples: {write_samples(run, step, conditions)}")
+    print(f"run: {run.path}")
+
+
+# -- parser ---------------------------------------------------------------------
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="diffrep", description="How diffusion models learn representations of (x, y).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    presets = ", ".join(PRESETS)
+    set_help = "override a setting, e.g. --set training.lr=3e-4 (repeatable; values are JSON)"
+
+    p = sub.add_parser("train", help="train a conditional DDPM into a run directory",
+                       description=f"Train a run. Presets: {presets}.")
+    p.add_argument("preset", nargs="?", help=f"one of {presets} (default: default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--run-dir", help="where to write the run (default: runs/NNNNN-PRESET)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest good checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid",
+                       description="Sample from a checkpoint of a run and write a PNG grid.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--checkpoint", default="latest", help="a checkpoint step, or latest (default)")
+    p.add_argument("--at", action="append", metavar="X,Y", help="a condition in pixels (repeatable; default: 16 spread over the lattice)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="ddim (default) or ddpm (all T steps)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (default) or raw weights")
+    p.add_argument("--out", help="PNG path (default: RUN_DIR/samples/step_..._SAMPLER_seedS.png)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
+                       description=f"Print a resolved config as JSON. Presets: {presets}.")
+    p.add_argument("preset", nargs="?", help=f"one of {presets}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("demo", help="train the default run and sample along it",
+                       description="Train the default configuration (resuming it if the run directory exists), then sample.")
+    p.add_argument("--run-dir", default=DEMO_RUN_DIR, help=f"run directory (default {DEMO_RUN_DIR})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except ConfigError as e:
+        print(f"diffrep: error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"diffrep: error: {e}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as e:
+        print(f"diffrep: {e}", file=sys.stderr)
+        return 130
+    except OSError as e:
+        print(f"diffrep: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

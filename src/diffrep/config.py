@@ -1,0 +1,348 @@
+"""The experiment as one typed, serializable config tree.
+
+A run is fully described by a `Config`: dataset, model, diffusion and training settings.
+It is built from a named preset plus `key=value` overrides, validated up front, and dumped
+as `config.json` into the run directory, from which every tool rebuilds it.
+
+Every invalid setting raises `ConfigError` with one line naming the setting and the
+allowed values; the CLI turns that into exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A bad setting or bad input. The message is one line meant for the user."""
+
+
+# ----------------------------------------------------------------------------
+# The tree.
+
+
+@dataclass
+class Holdout:
+    """A region of (x, y) conditions kept out of training (but evaluated on).
+
+    Intervals are closed: a point is inside when |x - x0| <= width / 2, in pixel units.
+      square: |x - x| <= w/2 and |y - y| <= w/2 (interior, or at an edge by placing its centre there)
+      band:   |x - x| <= w/2 (axis "x": a vertical band, a lesion) or |y - y| <= w/2 (axis "y")
+      cross:  |x - x| <= w/2 or |y - y| <= w/2 (the follow-up's cross: x or y in [13, 19] is
+              x = y = 16, width = 6)
+    """
+
+    kind: str = "square"  # square | band | cross
+    width: float = 4.0  # side of the square / width of the band(s), pixels
+    x: float = 16.0  # centre of the region along x
+    y: float = 16.0  # centre of the region along y
+    axis: str = "x"  # band only: "x" holds out an interval of x (a vertical band), "y" of y
+
+
+@dataclass
+class DataConfig:
+    kind: str = "bumps"  # bumps | sos (sum of a horizontal and a vertical stripe) | stripes (1D)
+    image_size: int = 32  # N: images are N x N
+    latent_size: float = 32.0  # label space is [0, latent_size]^2; the N x N frame sits centred in it
+    x_min: float = 0.0  # lattice of bump centres: x_min, x_min + dx, ... <= x_max
+    x_max: float = 32.0
+    y_min: float = 0.0
+    y_max: float = 32.0
+    dx: float = 1.0
+    dy: float = 1.0
+    sigma: float = 1.0  # spread, pixels; sigma_x / sigma_y override it per axis when set
+    sigma_x: float | None = None
+    sigma_y: float | None = None
+    periodic: bool = False  # wrapped distance: labels on a torus of circumference latent_size
+    holdout: list[Holdout] = field(default_factory=list)  # union of regions held out of training
+    keep_fraction: float = 1.0  # lambda: fraction of the (non-held-out) lattice kept for training
+    subsample_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])  # channels of the 3 levels
+    attention_resolutions: list[int] = field(default_factory=lambda: [8])  # self-attention where the feature map is this size
+    emb_dim: int = 64  # width of each of the t, x, y embeddings; conditioning is their concatenation
+    label_encoding: str = "sinusoidal"  # sinusoidal | mlp (trainable MLP on raw (x, y))
+    label_max_period: float = 100.0  # longest period (pixels) of the sinusoidal x/y encodings
+    label_dropout: float = 0.0  # probability of dropping the (x, y) conditioning of a training image
+    groups: int = 8  # GroupNorm groups (capped at the channel count)
+    heads: int = 1  # attention heads
+
+
+@dataclass
+class DiffusionConfig:
+    timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    schedule: str = "linear"  # linear (the paper's); the schedule is separate from the samplers
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 0  # linear learning-rate warm-up, then constant
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.999
+    seed: int = 0
+    log_every: int = 25  # steps per metrics.jsonl line
+    loss_buckets: int = 4  # the loss is also logged per timestep bucket (t in [0, T/k), ...)
+    checkpoint_log_points: int = 12  # log-spaced checkpoints between step 1 and `steps` ...
+    checkpoint_every: int = 500  # ... plus every K steps, and always the last step
+    keep_resume_state: int = 2  # optimizer + RNG state is kept in the newest K checkpoints only
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    preset: str = "default"
+    version: int = CONFIG_VERSION
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        cfg = _build(cls, d, "")
+        if cfg.version != CONFIG_VERSION:
+            raise ConfigError(
+                f"version: this diffrep reads config version {CONFIG_VERSION}, got {cfg.version}"
+            )
+        validate(cfg)
+        return cfg
+
+
+# ----------------------------------------------------------------------------
+# Presets: named override sets on top of the defaults above.
+
+PRESETS: dict[str, dict[str, object]] = {
+    # A laptop-CPU run that goes through the phases in minutes.
+    "default": {},
+    # The paper's model size, for GPUs.
+    "paper": {
+        "model.widths": [64, 128, 256],
+        "model.attention_resolutions": [16, 8],
+        "model.emb_dim": 128,
+        "model.label_dropout": 0.1,
+        "training.batch_size": 128,
+        "training.lr": 2e-4,
+        "training.steps": 50000,
+        "training.checkpoint_every": 2500,
+        "training.log_every": 100,
+    },
+    # Seconds-long runs for tests and smoke checks.
+    "tiny": {
+        "data.image_size": 16,
+        "data.latent_size": 16.0,
+        "data.x_max": 16.0,
+        "data.y_max": 16.0,
+        "data.dx": 2.0,
+        "data.dy": 2.0,
+        "model.widths": [8, 16, 16],
+        "model.emb_dim": 16,
+        "model.groups": 4,
+        "diffusion.timesteps": 100,
+        "training.steps": 40,
+        "training.batch_size": 8,
+        "training.log_every": 5,
+        "training.checkpoint_log_points": 3,
+        "training.checkpoint_every": 10,
+    },
+}
+
+
+def make_config(preset: str = "default", overrides: typing.Iterable[str] | dict = ()) -> Config:
+    """A validated config: `preset`, then overrides ("key=value" strings or a dict)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
+    d = Config(preset=preset).to_dict()
+    for key, value in PRESETS[preset].items():
+        _set(d, key, value)
+    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
+    for key, value in items:
+        _set(d, key, value)
+    return Config.from_dict(d)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'training.lr=3e-4' -> ('training.lr', 0.0003). Values are JSON, else plain strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set: expected key=value (e.g. training.lr=3e-4), got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _set(d: dict, key: str, value: object) -> None:
+    node, parts = d, key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            where = ".".join(parts[:i]) or "config"
+            allowed = ", ".join(node) if isinstance(node, dict) else "none"
+            raise ConfigError(f"{key}: unknown setting; keys of {where}: {allowed}")
+        if i == len(parts) - 1:
+            node[part] = value
+        else:
+            node = node[part]
+
+
+# ----------------------------------------------------------------------------
+# Strict, typed construction from plain JSON data.
+
+
+def _build(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path or 'config'}: expected an object, got {value!r}")
+        hints = typing.get_type_hints(tp)
+        names = [f.name for f in dataclasses.fields(tp)]
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ConfigError(
+                f"{_join(path, unknown[0])}: unknown setting; allowed: {', '.join(names)}"
+            )
+        kwargs = {k: _build(hints[k], v, _join(path, k)) for k, v in value.items()}
+        return tp(**kwargs)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _build(inner, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)
+        return [_build(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} at {path}")  # a bug in this module, not input
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# ----------------------------------------------------------------------------
+# Validation: ranges and relations that types cannot express.
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
+    _check(value in allowed, f"{name}: must be one of {', '.join(allowed)} (got {value!r})")
+
+
+def validate(cfg: Config) -> None:
+    d, m, f, t = cfg.data, cfg.model, cfg.diffusion, cfg.training
+    _choice(d.kind, "data.kind", ("bumps", "sos", "stripes"))
+    _check(4 <= d.image_size <= 256, f"data.image_size: must be in [4, 256] (got {d.image_size})")
+    _check(
+        d.latent_size >= d.image_size,
+        f"data.latent_size: must be >= data.image_size ({d.image_size}) (got {d.latent_size})",
+    )
+    for axis in "xy":
+        lo, hi, step = getattr(d, f"{axis}_min"), getattr(d, f"{axis}_max"), getattr(d, f"d{axis}")
+        _check(step > 0, f"data.d{axis}: must be > 0 (got {step})")
+        _check(
+            0 <= lo <= hi <= d.latent_size,
+            f"data.{axis}_min, data.{axis}_max: must satisfy 0 <= min <= max <= "
+            f"data.latent_size ({d.latent_size}) (got {lo}, {hi})",
+        )
+        _check(
+            (hi - lo) / step < 10_000,
+            f"data.d{axis}: at most 10000 lattice points per axis (got {(hi - lo) / step + 1:.0f})",
+        )
+    for name in ("sigma", "sigma_x", "sigma_y"):
+        value = getattr(d, name)
+        _check(value is None or value > 0, f"data.{name}: must be > 0 (got {value})")
+    _check(
+        0 < d.keep_fraction <= 1,
+        f"data.keep_fraction: must be in (0, 1] (got {d.keep_fraction})",
+    )
+    for i, h in enumerate(d.holdout):
+        _choice(h.kind, f"data.holdout[{i}].kind", ("square", "band", "cross"))
+        _choice(h.axis, f"data.holdout[{i}].axis", ("x", "y"))
+        _check(h.width > 0, f"data.holdout[{i}].width: must be > 0 (got {h.width})")
+
+    _check(
+        len(m.widths) == 3 and all(w >= 1 for w in m.widths),
+        f"model.widths: must be 3 positive channel counts, one per level (got {m.widths})",
+    )
+    _check(d.image_size % 4 == 0, f"data.image_size: must be a multiple of 4 for the UNet's two downsamplings (got {d.image_size})")
+    for w in m.widths:
+        g = min(m.groups, w)
+        _check(w % g == 0 and w % m.heads == 0,
+               f"model.widths: each width must be divisible by model.groups ({m.groups}) "
+               f"and model.heads ({m.heads}) (got {m.widths})")
+    _check(m.emb_dim >= 2 and m.emb_dim % 2 == 0, f"model.emb_dim: must be an even number >= 2 (got {m.emb_dim})")
+    _choice(m.label_encoding, "model.label_encoding", ("sinusoidal", "mlp"))
+    _check(m.label_max_period > 0, f"model.label_max_period: must be > 0 (got {m.label_max_period})")
+    _check(0 <= m.label_dropout < 1, f"model.label_dropout: must be in [0, 1) (got {m.label_dropout})")
+    _check(m.groups >= 1, f"model.groups: must be >= 1 (got {m.groups})")
+    _check(m.heads >= 1, f"model.heads: must be >= 1 (got {m.heads})")
+
+    _choice(f.schedule, "diffusion.schedule", ("linear",))
+    _check(2 <= f.timesteps <= 100_000, f"diffusion.timesteps: must be in [2, 100000] (got {f.timesteps})")
+    _check(
+        0 < f.beta_start < f.beta_end < 1,
+        f"diffusion.beta_start, diffusion.beta_end: must satisfy 0 < start < end < 1 "
+        f"(got {f.beta_start}, {f.beta_end})",
+    )
+
+    _check(t.steps >= 1, f"training.steps: must be >= 1 (got {t.steps})")
+    _check(1 <= t.batch_size <= 65536, f"training.batch_size: must be in [1, 65536] (got {t.batch_size})")
+    _check(t.lr > 0, f"training.lr: must be > 0 (got {t.lr})")
+    _check(t.warmup_steps >= 0, f"training.warmup_steps: must be >= 0 (got {t.warmup_steps})")
+    _check(t.weight_decay >= 0, f"training.weight_decay: must be >= 0 (got {t.weight_decay})")
+    _check(t.grad_clip >= 0, f"training.grad_clip: must be >= 0, 0 disables (got {t.grad_clip})")
+    _check(0 <= t.ema_decay < 1, f"training.ema_decay: must be in [0, 1) (got {t.ema_decay})")
+    _check(t.seed >= 0, f"training.seed: must be >= 0 (got {t.seed})")
+    _check(t.log_every >= 1, f"training.log_every: must be >= 1 (got {t.log_every})")
+    _check(1 <= t.loss_buckets <= f.timesteps,
+           f"training.loss_buckets: must be in [1, diffusion.timesteps] (got {t.loss_buckets})")
+    _check(t.checkpoint_log_points >= 0, f"training.checkpoint_log_points: must be >= 0 (got {t.checkpoint_log_points})")
+    _check(t.checkpoint_every >= 1, f"training.checkpoint_every: must be >= 1 (got {t.checkpoint_every})")
+    _check(t.keep_resume_state >= 1, f"training.keep_resume_state: must be >= 1 (got {t.keep_resume_state})")
+    _choice(t.device, "training.device", ("auto", "cpu", "cuda"))

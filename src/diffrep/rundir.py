@@ -1,0 +1,242 @@
+"""The run directory: the unit every diffrep tool reads and writes.
+
+    RUN_DIR/
+      config.json                      the full Config; the run is rebuilt from it
+      metrics.jsonl                    append-only, one JSON object per line, each with "step"
+      checkpoints/step_00001234.safetensors
+      samples/                         PNG grids written by `diffrep sample`
+      lock                             held (flock) by the process training into the run
+
+A checkpoint is one safetensors file: model weights ("model.*"), EMA weights ("ema.*") and,
+in the newest few, the resume state ("optim.*", "rng.*", "accum.*"). Its header metadata holds
+the step, the optimizer's hyper-parameters and a SHA-256 of every tensor, so a truncated or
+bit-flipped file is detected. Loading never unpickles: safetensors and JSON only.
+
+Every write goes to a temporary file that is fsynced and renamed over the target, so a kill
+at any moment leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
+
+from .config import Config, ConfigError
+
+CHECKPOINT_FORMAT = "diffrep-checkpoint-1"
+STATE_PREFIXES = ("optim.", "rng.", "accum.")
+_CHECKPOINT_NAME = re.compile(r"^step_(\d{8})\.safetensors$")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that is missing, truncated or corrupted."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    # -- creation and config --------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, cfg: Config) -> "RunDir":
+        """A new run directory; refuses to touch one that already holds a run."""
+        run = cls(path)
+        if run.path.exists() and not run.path.is_dir():
+            raise ConfigError(f"--run-dir: {run.path} exists and is not a directory")
+        if run.path.exists() and any(run.path.iterdir()):
+            raise ConfigError(
+                f"--run-dir: {run.path} already exists and is not empty; "
+                f"resume it with `diffrep train --resume {run.path}` or choose another directory"
+            )
+        try:
+            run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--run-dir: cannot create {run.path} ({e.strerror})") from None
+        atomic_write(run.config_path, cfg.to_json().encode())
+        return run
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "RunDir":
+        """An existing run directory (checked to hold a config.json)."""
+        run = cls(path)
+        if not run.config_path.is_file():
+            raise ConfigError(f"RUN_DIR: {run.path} is not a diffrep run directory (no config.json)")
+        return run
+
+    def config(self) -> Config:
+        try:
+            data = json.loads(self.config_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"RUN_DIR: {self.config_path} is unreadable or not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"RUN_DIR: {self.config_path} must hold a JSON object")
+        try:
+            return Config.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{self.config_path}: {e}") from None
+
+    def remove_partial_writes(self) -> None:
+        """Delete the temporary files of writes that a kill interrupted (see `atomic_write`)."""
+        for tmp in self.path.rglob(".*.tmp*"):
+            tmp.unlink()
+
+    # -- lock -----------------------------------------------------------------
+
+    def lock(self):
+        """Hold an exclusive lock on the run for as long as the returned file stays open."""
+        f = open(self.path / "lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise ConfigError(f"RUN_DIR: {self.path} is in use by another diffrep process") from None
+        return f
+
+    # -- metrics --------------------------------------------------------------
+
+    def append_metrics(self, record: dict) -> None:
+        """Append one line; a single write of the whole line, then fsync."""
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict]:
+        """All complete lines (a torn last line from a kill is skipped)."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
+
+    def truncate_metrics(self, step: int) -> None:
+        """Keep the lines up to `step`: what a resumed run will write again is dropped, not duplicated."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.checkpoint_dir / f"step_{step:08d}.safetensors"
+
+    def checkpoint_steps(self) -> list[int]:
+        if not self.checkpoint_dir.is_dir():
+            return []
+        steps = [int(m.group(1)) for p in self.checkpoint_dir.iterdir() if (m := _CHECKPOINT_NAME.match(p.name))]
+        return sorted(steps)
+
+    def save_checkpoint(self, step: int, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        header = {
+            "format": CHECKPOINT_FORMAT,
+            "step": str(step),
+            "checksum": tensors_checksum(tensors),
+            "meta": json.dumps(meta),
+        }
+        atomic_write(self.checkpoint_path(step), save(tensors, metadata=header))
+
+    def load_checkpoint(self, step: int) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, meta) of a checkpoint, verified against its checksum."""
+        path = self.checkpoint_path(step)
+        if not path.is_file():
+            available = ", ".join(map(str, self.checkpoint_steps())) or "none"
+            raise CheckpointError(f"--checkpoint: no checkpoint at step {step} in {self.path}; available: {available}")
+        try:
+            with safe_open(path, framework="pt") as f:
+                header = f.metadata() or {}
+            tensors = load_file(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupted: {e})") from None
+        if header.get("format") != CHECKPOINT_FORMAT or header.get("step") != str(step):
+            raise CheckpointError(f"checkpoint {path} has format {header.get('format')!r}; this diffrep reads {CHECKPOINT_FORMAT}")
+        if tensors_checksum(tensors) != header.get("checksum"):
+            raise CheckpointError(f"checkpoint {path} fails its checksum (corrupted)")
+        try:
+            meta = json.loads(header["meta"])
+        except (KeyError, json.JSONDecodeError):
+            raise CheckpointError(f"checkpoint {path} has unreadable metadata") from None
+        return tensors, meta
+
+    def drop_resume_state(self, keep: int) -> None:
+        """Strip optimizer and RNG state from all but the newest `keep` checkpoints holding it."""
+        with_state = [step for step in self.checkpoint_steps() if self.has_resume_state(step)]
+        for step in with_state[:-keep]:
+            try:
+                tensors, meta = self.load_checkpoint(step)
+            except CheckpointError:
+                continue  # a damaged old checkpoint is left as it is, for the user to inspect
+            weights = {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIXES)}
+            self.save_checkpoint(step, weights, meta)
+
+    def has_resume_state(self, step: int) -> bool:
+        try:
+            with safe_open(self.checkpoint_path(step), framework="pt") as f:
+                return any(k.startswith(STATE_PREFIXES) for k in f.keys())
+        except (SafetensorError, OSError):
+            return False
+
+    def resolve_step(self, spec: str | int) -> int:
+        """'latest' or a step number -> an existing checkpoint's step."""
+        steps = self.checkpoint_steps()
+        if spec == "latest":
+            if not steps:
+                raise CheckpointError(f"--checkpoint: {self.path} has no checkpoints yet")
+            return steps[-1]
+        try:
+            step = int(spec)
+        except ValueError:
+            raise ConfigError(f"--checkpoint: must be 'latest' or a step number (got {spec!r})") from None
+        if step not in steps:
+            raise CheckpointError(
+                f"--checkpoint: no checkpoint at step {step}; available: {', '.join(map(str, steps)) or 'none'}"
+            )
+        return step

@@ -1,0 +1,265 @@
+"""Training: the loop, EMA, the checkpoint schedule, exact resume.
+
+One run trains the UNet on its dataset with AdamW and an EMA of the weights. All randomness
+of a step (which conditions, which timesteps, the noise, dropped labels) comes from one
+generator whose state is checkpointed, so a run resumed from any checkpoint ends with weights
+identical, bit for bit on the CPU, to an uninterrupted run of the same config.
+
+Checkpoints are dense early and sparse late (log-spaced, plus every K steps, plus step 0 and
+the last step), because the representation changes fastest early in training.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import Config, ConfigError
+from .data import BumpDataset
+from .diffusion import NoiseSchedule
+from .model import UNet, build_model
+from .rundir import STATE_PREFIXES, CheckpointError, RunDir
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or Inf."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C: a checkpoint was written at the step reached."""
+
+
+def checkpoint_schedule(steps: int, log_points: int, every: int) -> list[int]:
+    """Step 0, `log_points` log-spaced steps in [1, steps], every `every` steps, and the last."""
+    log_spaced = np.unique(np.round(np.geomspace(1, steps, log_points)).astype(int)) if log_points else []
+    return sorted({0, steps, *map(int, log_spaced), *range(every, steps + 1, every)})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device: cuda was asked for but no CUDA device is available; use auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+class EMA:
+    """Exponential moving average of the parameters (not buffers), with the usual warm-up."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.params = {k: p.detach().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for k, p in model.named_parameters():
+            self.params[k].lerp_(p, 1 - decay)
+
+
+@dataclass
+class Trainer:
+    """The state of a run in memory; `state_tensors` / `load_state` move it to and from checkpoints."""
+
+    cfg: Config
+    run: RunDir
+    device: torch.device
+
+    def __post_init__(self):
+        t = self.cfg.training
+        torch.manual_seed(t.seed)  # the weights' initialization
+        self.model = build_model(self.cfg).to(self.device)
+        self.ema = EMA(self.model, t.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.generator = torch.Generator().manual_seed(t.seed)  # every random draw of training
+        self.schedule = NoiseSchedule(self.cfg.diffusion)
+        self.dataset = BumpDataset(self.cfg.data)
+        self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
+        self.step = 0
+        # Sums over the current logging interval: loss, count, then per-bucket sums and counts.
+        self.accum = torch.zeros(2 + 2 * t.loss_buckets, dtype=torch.float64)
+
+    # -- checkpoint state -----------------------------------------------------
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        tensors.update({f"ema.{k}": v for k, v in self.ema.params.items()})
+        opt = self.optimizer.state_dict()
+        for i, state in opt["state"].items():
+            for k, v in state.items():
+                tensors[f"optim.{i}.{k}"] = torch.as_tensor(v)
+        tensors["rng.train"] = self.generator.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["accum.sums"] = self.accum
+        return tensors
+
+    def save(self) -> None:
+        meta = {"param_groups": self.optimizer.state_dict()["param_groups"]}
+        self.run.save_checkpoint(self.step, self.state_tensors(), meta)
+        self.run.drop_resume_state(self.cfg.training.keep_resume_state)
+
+    def load_state(self, step: int) -> bool:
+        """Restore everything from a checkpoint; False if it holds weights only (no resume state)."""
+        tensors, meta = self.run.load_checkpoint(step)
+        if not any(k.startswith(STATE_PREFIXES) for k in tensors):
+            return False
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        for k in self.ema.params:
+            self.ema.params[k].copy_(tensors[f"ema.{k}"])
+        state: dict[int, dict] = {}
+        for key, v in tensors.items():
+            if key.startswith("optim."):
+                _, i, name = key.split(".", 2)
+                state.setdefault(int(i), {})[name] = v.to(self.device) if name != "step" else v
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        self.generator.set_state(tensors["rng.train"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.accum = tensors["accum.sums"].clone()
+        self.step = step
+        return True
+
+    def resume_latest(self, warn) -> None:
+        """Load the newest checkpoint that has resume state and passes its checksum.
+
+        A damaged checkpoint is renamed *.corrupt and the one before it is used; with none
+        usable (killed before step 0 was saved) the run starts over, which gives the same run.
+        """
+        self.run.remove_partial_writes()
+        for step in reversed(self.run.checkpoint_steps()):
+            try:
+                if self.load_state(step):
+                    return
+            except CheckpointError as e:
+                warn(f"diffrep: skipping checkpoint at step {step}: {e}")
+                bad = self.run.checkpoint_path(step)
+                bad.rename(bad.with_name(bad.name + ".corrupt"))
+        warn(f"diffrep: {self.run.path} has no usable checkpoint with resume state; starting from step 0")
+        self.save()
+
+    # -- one step -------------------------------------------------------------
+
+    def lr_at(self, step: int) -> float:
+        t = self.cfg.training
+        return t.lr * min(1.0, step / t.warmup_steps) if t.warmup_steps else t.lr
+
+    def train_step(self) -> float:
+        t = self.cfg.training
+        g = self.generator
+        batch = t.batch_size
+        idx = torch.randint(len(self.train_conditions), (batch,), generator=g)
+        labels = self.train_conditions[idx]
+        timesteps = torch.randint(self.schedule.timesteps, (batch,), generator=g)
+        noise = torch.randn((batch, 1, self.cfg.data.image_size, self.cfg.data.image_size), generator=g)
+        drop = torch.rand(batch, generator=g) < self.cfg.model.label_dropout
+
+        x0 = self.dataset.render(labels)
+        x0, noise, labels, drop, tdev = (v.to(self.device) for v in (x0, noise, labels, drop, timesteps))
+        x_t = self.schedule.add_noise(x0, noise, timesteps)
+        eps = self.model(x_t, tdev, labels, drop)
+        per_sample = F.mse_loss(eps, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = per_sample.mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss.item()} at step {self.step + 1}")
+
+        self.step += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model, self.step)
+
+        k = t.loss_buckets
+        bucket = timesteps * k // self.schedule.timesteps
+        per_sample = per_sample.detach().double().cpu()
+        self.accum[0] += per_sample.sum()
+        self.accum[1] += batch
+        self.accum[2 : 2 + k] += torch.zeros(k, dtype=torch.float64).index_add_(0, bucket, per_sample)
+        self.accum[2 + k :] += torch.bincount(bucket, minlength=k).double()
+        return loss.item()
+
+    def metrics_record(self, step_time: float) -> dict:
+        """The line for metrics.jsonl over the interval since the last one; resets the sums."""
+        k, T = self.cfg.training.loss_buckets, self.schedule.timesteps
+        a = self.accum
+        record = {"step": self.step, "loss": a[0].item() / a[1].item(), "lr": self.lr_at(self.step)}
+        for b in range(k):
+            lo, hi = b * T // k, (b + 1) * T // k - 1
+            record[f"loss_t{lo}_{hi}"] = a[2 + b].item() / a[2 + k + b].item() if a[2 + k + b] else None
+        record["step_time"] = step_time
+        record["images_per_s"] = self.cfg.training.batch_size / step_time if step_time else None
+        self.accum.zero_()
+        return record
+
+
+def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -> RunDir:
+    """Train `cfg` into `run` (a fresh run, or continue it with resume=True)."""
+    t = cfg.training
+    def warn(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    log = (lambda _msg: None) if quiet else warn  # quiet silences progress, never warnings
+    with run.lock():
+        trainer = Trainer(cfg, run, resolve_device(t.device))
+        if resume:
+            trainer.resume_latest(warn)
+            run.truncate_metrics(trainer.step)
+            if trainer.step < t.steps:
+                log(f"diffrep: resuming {run.path} from step {trainer.step}")
+        else:
+            trainer.save()  # step 0: the initialization, the baseline of every probe
+        schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
+        bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
+        # Ctrl-C only raises a flag: the step in flight finishes, so the checkpoint is consistent.
+        interrupted = threading.Event()
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main_thread else None
+        interval_start, interval_steps = time.perf_counter(), 0
+        try:
+            while trainer.step < t.steps:
+                loss = trainer.train_step()
+                interval_steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                if trainer.step % t.log_every == 0 or trainer.step == t.steps:
+                    elapsed = time.perf_counter() - interval_start
+                    run.append_metrics(trainer.metrics_record(elapsed / interval_steps))
+                    interval_start, interval_steps = time.perf_counter(), 0
+                if trainer.step in schedule or interrupted.is_set():
+                    trainer.save()
+                if interrupted.is_set() and trainer.step < t.steps:
+                    raise TrainingInterrupted(
+                        f"interrupted at step {trainer.step}, checkpoint written; "
+                        f"resume with: diffrep train --resume {run.path}"
+                    )
+        except TrainingDiverged as e:
+            last = run.checkpoint_steps()[-1]
+            raise TrainingDiverged(
+                f"{e}; training stopped, the last good checkpoint is step {last}; "
+                f"try a lower training.lr (now {t.lr})"
+            ) from None
+        finally:
+            bar.close()
+            if main_thread:
+                signal.signal(signal.SIGINT, previous_handler)
+    return run
+
+
+def load_model(run: RunDir, step: int, ema: bool = True, device: str = "cpu") -> UNet:
+    """The model of a checkpoint, EMA weights by default, in eval mode."""
+    cfg = run.config()
+    tensors, _ = run.load_checkpoint(step)
+    prefix = "ema." if ema else "model."
+    model = build_model(cfg)
+    model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return model.to(device).eval()

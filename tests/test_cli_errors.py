@@ -1,0 +1,368 @@
+"""Bad input to the `diffrep` CLI: one clear line, exit code 2, nothing on disk changed.
+
+Project rule: an invalid setting gets ONE line on stderr, starting "diffrep: error:", that
+names the setting (and the allowed values), exit code 2, no traceback, and nothing on disk
+overwritten, lost or created (for `train`, no run directory appears when the config is
+rejected).
+
+Each case of the table runs `diffrep.cli.main(argv)` in-process inside a fresh workspace
+directory (the current directory during the call), after an optional setup step that builds
+the files it needs there: usually a copy of ONE tiny run trained once per module, possibly
+damaged on purpose. The workspace is snapshotted (every path, and for files their bytes and
+mtime) just before the call and compared just after. A few cases also go through a real
+`python -m diffrep` subprocess, to prove the end-to-end behaviour (no traceback, exit code 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffrep.cli import main
+
+TRAINED_STEPS = 3  # tiny preset: checkpoints at 0, 1, 2, 3 (log-spaced) ...
+EXPECTED_CHECKPOINTS = [0, 1, 2, 3]
+CORRUPT_STEP = 3  # ... the newest one (with resume state) is the one damaged on purpose
+
+
+# -- the trained run, made once -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("trained") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, and much faster on a busy machine
+    try:
+        rc = main(["train", "tiny", "--run-dir", str(path), "--quiet", "--set", f"training.steps={TRAINED_STEPS}"])
+    finally:
+        torch.set_num_threads(threads)
+    assert rc == 0
+    steps = sorted(int(p.name[5:13]) for p in (path / "checkpoints").glob("step_*.safetensors"))
+    assert steps == EXPECTED_CHECKPOINTS, steps
+    return path
+
+
+# -- setups: what a case needs in its workspace -----------------------------------
+# Each takes (workspace, trained_run) and returns nothing; the run, when copied, is at ws/run.
+
+
+def _copy_run(ws: Path, trained: Path) -> Path:
+    run = ws / "run"
+    shutil.copytree(trained, run)
+    return run
+
+
+def _edit_config(ws: Path, trained: Path, edit) -> None:
+    run = _copy_run(ws, trained)
+    cfg_path = run / "config.json"
+    cfg_path.write_text(edit(cfg_path.read_text()))
+
+
+def _with_json(change):
+    def edit(text: str) -> str:
+        d = json.loads(text)
+        change(d)
+        return json.dumps(d, indent=2)
+
+    return edit
+
+
+def _checkpoint(ws: Path, step: int = CORRUPT_STEP) -> Path:
+    return ws / "run" / "checkpoints" / f"step_{step:08d}.safetensors"
+
+
+def _flip_byte(ws: Path, trained: Path) -> None:
+    _copy_run(ws, trained)
+    path = _checkpoint(ws)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the middle of the file: tensor bytes, past the header
+    path.write_bytes(bytes(data))
+
+
+def _truncate(ws: Path, trained: Path) -> None:
+    _copy_run(ws, trained)
+    path = _checkpoint(ws)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _no_checkpoints(ws: Path, trained: Path) -> None:
+    run = _copy_run(ws, trained)
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+
+
+def _nonempty_dir(ws: Path, trained: Path) -> None:
+    d = ws / "existing"
+    d.mkdir()
+    (d / "notes.txt").write_text("precious\n")
+    (d / "sub").mkdir()
+    (d / "sub" / "data.bin").write_bytes(bytes(range(256)))
+
+
+def _dir_without_config(ws: Path, trained: Path) -> None:
+    d = ws / "noconfig"
+    (d / "checkpoints").mkdir(parents=True)
+    (d / "metrics.jsonl").write_text('{"step": 1}\n')
+
+
+def _existing_out(ws: Path, trained: Path) -> None:
+    _copy_run(ws, trained)
+    (ws / "out.png").write_bytes(b"\x89PNG not really, but precious\n")
+
+
+SETUPS = {
+    None: lambda ws, trained: None,
+    "run": _copy_run,
+    "config_invalid_json": lambda ws, tr: _edit_config(ws, tr, lambda t: t[: len(t) // 2] + "}{,"),
+    "config_list": lambda ws, tr: _edit_config(ws, tr, lambda t: json.dumps([json.loads(t)])),
+    "config_unknown_key": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d["data"].update(foo=1))),
+    "config_unknown_section": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d.update(extra={}))),
+    "config_version_99": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d.update(version=99))),
+    "config_bad_value": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d["data"].update(sigma=-1))),
+    "checkpoint_flipped": _flip_byte,
+    "checkpoint_truncated": _truncate,
+    "no_checkpoints": _no_checkpoints,
+    "nonempty_dir": _nonempty_dir,
+    "dir_without_config": _dir_without_config,
+    "existing_out": _existing_out,
+}
+
+
+# -- the table ------------------------------------------------------------------------
+# (id, argv, setup, strings the one stderr line must contain)
+# In argv, "{ws}" is the workspace and "{run}" the run copied into it.
+
+HOLDOUT_ALL = 'data.holdout=[{"kind":"square","width":100}]'
+
+CASES = [
+    # train: config values out of range
+    ("sigma_negative", ["train", "tiny", "--set", "data.sigma=-1"], None, ["data.sigma", "> 0"]),
+    ("sigma_zero", ["train", "tiny", "--set", "data.sigma=0"], None, ["data.sigma", "> 0"]),
+    ("sigma_x_negative", ["train", "tiny", "--set", "data.sigma_x=-2"], None, ["data.sigma_x"]),
+    ("dx_zero", ["train", "tiny", "--set", "data.dx=0"], None, ["data.dx", "> 0"]),
+    ("dy_negative", ["train", "tiny", "--set", "data.dy=-0.5"], None, ["data.dy", "> 0"]),
+    ("x_max_outside_latent", ["train", "tiny", "--set", "data.x_max=40"], None, ["data.x_max", "data.latent_size"]),
+    ("x_min_above_x_max", ["train", "tiny", "--set", "data.x_min=10", "--set", "data.x_max=5"], None,
+     ["data.x_min", "data.x_max"]),
+    ("keep_fraction_zero", ["train", "tiny", "--set", "data.keep_fraction=0"], None, ["data.keep_fraction", "(0, 1]"]),
+    ("keep_fraction_above_one", ["train", "tiny", "--set", "data.keep_fraction=1.5"], None,
+     ["data.keep_fraction", "(0, 1]"]),
+    ("holdout_removes_everything", ["train", "tiny", "--set", HOLDOUT_ALL], None, ["data.holdout", "no training data"]),
+    ("holdout_unknown_kind", ["train", "tiny", "--set", 'data.holdout=[{"kind":"circle"}]'], None,
+     ["data.holdout[0].kind", "square"]),
+    ("holdout_zero_width", ["train", "tiny", "--set", 'data.holdout=[{"width":0}]'], None, ["data.holdout[0].width"]),
+    ("holdout_not_a_list", ["train", "tiny", "--set", 'data.holdout={"kind":"square"}'], None,
+     ["data.holdout", "list"]),
+    ("holdout_unknown_field", ["train", "tiny", "--set", 'data.holdout=[{"radius":3}]'], None,
+     ["data.holdout[0].radius"]),
+    ("data_kind_unknown", ["train", "tiny", "--set", "data.kind=blobs"], None, ["data.kind", "bumps"]),
+    ("huge_lattice_per_axis", ["train", "tiny", "--set", "data.dx=0.001", "--set", "data.dy=0.001"], None,
+     ["data.dx", "10000"]),
+    ("huge_lattice_total", ["train", "--set", "data.dx=0.01", "--set", "data.dy=0.01"], None,
+     ["data.dx, data.dy", "4000000"]),
+    ("image_size_not_multiple_of_4", ["train", "--set", "data.image_size=30"], None,
+     ["data.image_size", "multiple of 4"]),
+    ("lr_zero", ["train", "tiny", "--set", "training.lr=0"], None, ["training.lr", "> 0"]),
+    ("batch_size_zero", ["train", "tiny", "--set", "training.batch_size=0"], None, ["training.batch_size"]),
+    ("widths_two_levels", ["train", "tiny", "--set", "model.widths=[8,16]"], None, ["model.widths", "3"]),
+    ("label_encoding_onehot", ["train", "tiny", "--set", "model.label_encoding=onehot"], None,
+     ["model.label_encoding", "sinusoidal", "mlp"]),
+    ("beta_end_two", ["train", "tiny", "--set", "diffusion.beta_end=2"], None, ["diffusion.beta_end", "< 1"]),
+    ("device_tpu", ["train", "tiny", "--set", "training.device=tpu"], None, ["training.device", "auto", "cpu", "cuda"]),
+    # train: types, unknown names, syntax
+    ("unknown_key", ["train", "tiny", "--set", "data.foo=1"], None, ["data.foo", "unknown setting", "sigma"]),
+    ("unknown_section", ["train", "tiny", "--set", "foo.bar=1"], None, ["foo.bar", "unknown setting", "training"]),
+    ("steps_not_a_number", ["train", "tiny", "--set", "training.steps=abc"], None, ["training.steps", "integer"]),
+    ("steps_float", ["train", "tiny", "--set", "training.steps=1.5"], None, ["training.steps", "integer"]),
+    ("steps_bool", ["train", "tiny", "--set", "training.steps=true"], None, ["training.steps", "integer"]),
+    ("periodic_int", ["train", "tiny", "--set", "data.periodic=3"], None, ["data.periodic", "true or false"]),
+    ("sigma_nan", ["train", "tiny", "--set", "data.sigma=NaN"], None, ["data.sigma", "finite"]),
+    ("sigma_infinity", ["train", "tiny", "--set", "data.sigma=Infinity"], None, ["data.sigma", "finite"]),
+    ("unknown_preset", ["train", "huge"], None, ["preset", "tiny", "default"]),
+    ("set_without_equals", ["train", "tiny", "--set", "data.sigma"], None, ["--set", "key=value"]),
+    ("set_empty_key", ["train", "tiny", "--set", "=3"], None, ["--set", "key=value"]),
+    ("config_command_bad_value", ["config", "tiny", "--set", "data.sigma=-1"], None, ["data.sigma"]),
+    # train: run directories
+    ("resume_nonexistent", ["train", "--resume", "{ws}/nonexistent"], None, ["RUN_DIR", "config.json"]),
+    ("resume_dir_without_config", ["train", "--resume", "{ws}/noconfig"], "dir_without_config",
+     ["RUN_DIR", "config.json"]),
+    ("resume_with_set", ["train", "--resume", "{run}", "--set", "x=1"], "run", ["--resume", "--set"]),
+    ("resume_with_preset", ["train", "tiny", "--resume", "{run}"], "run", ["--resume", "PRESET"]),
+    ("resume_config_invalid_json", ["train", "--resume", "{run}"], "config_invalid_json",
+     ["RUN_DIR", "config.json", "JSON"]),
+    ("resume_config_version_99", ["train", "--resume", "{run}"], "config_version_99", ["version", "99"]),
+    ("resume_config_bad_value", ["train", "--resume", "{run}"], "config_bad_value", ["config.json", "data.sigma"]),
+    ("run_dir_existing_nonempty", ["train", "tiny", "--run-dir", "{ws}/existing"], "nonempty_dir",
+     ["--run-dir", "not empty"]),
+    ("run_dir_is_existing_run", ["train", "tiny", "--run-dir", "{run}"], "run", ["--run-dir", "--resume"]),
+    # sample
+    ("sample_nonexistent", ["sample", "{ws}/nonexistent"], None, ["RUN_DIR", "config.json"]),
+    ("sample_missing_step", ["sample", "{run}", "--checkpoint", "999"], "run", ["--checkpoint", "999", "available"]),
+    ("sample_checkpoint_not_a_number", ["sample", "{run}", "--checkpoint", "abc"], "run", ["--checkpoint", "latest"]),
+    ("sample_no_checkpoints", ["sample", "{run}"], "no_checkpoints", ["--checkpoint", "no checkpoints"]),
+    ("sample_at_one_number", ["sample", "{run}", "--at", "1"], "run", ["--at", "X,Y"]),
+    ("sample_at_three_numbers", ["sample", "{run}", "--at", "1,2,3"], "run", ["--at", "X,Y"]),
+    ("sample_at_outside", ["sample", "{run}", "--at", "100,100"], "run", ["--at", "[0, 16"]),
+    ("sample_at_negative", ["sample", "{run}", "--at", "8,8", "--at=-1,4"], "run", ["--at", "[0, 16"]),
+    # argparse takes "-1,4" after a space for an option, so this is its "expected one argument"
+    ("sample_at_negative_spaced", ["sample", "{run}", "--at", "-1,4"], "run", ["--at", "argument"]),
+    ("sample_at_inf", ["sample", "{run}", "--at", "inf,4"], "run", ["--at", "[0, 16"]),
+    ("sample_at_nan", ["sample", "{run}", "--at", "nan,4"], "run", ["--at", "[0, 16"]),
+    ("sample_sampler_unknown", ["sample", "{run}", "--sampler", "foo"], "run", ["--sampler", "ddim", "ddpm"]),
+    ("sample_steps_zero", ["sample", "{run}", "--steps", "0"], "run", ["--steps", "1 <= steps <= 100"]),
+    ("sample_steps_above_T", ["sample", "{run}", "--steps", "101"], "run", ["--steps", "1 <= steps <= 100"]),
+    ("sample_steps_not_int", ["sample", "{run}", "--steps", "x"], "run", ["--steps", "int"]),
+    ("sample_weights_unknown", ["sample", "{run}", "--weights", "best"], "run", ["--weights", "ema", "raw"]),
+    ("sample_out_exists", ["sample", "{run}", "--out", "{ws}/out.png"], "existing_out", ["--out", "exists"]),
+    ("sample_config_invalid_json", ["sample", "{run}"], "config_invalid_json", ["RUN_DIR", "config.json", "JSON"]),
+    ("sample_config_list", ["sample", "{run}"], "config_list", ["RUN_DIR", "config.json", "object"]),
+    ("sample_config_unknown_key", ["sample", "{run}"], "config_unknown_key", ["config.json", "data.foo"]),
+    ("sample_config_unknown_section", ["sample", "{run}"], "config_unknown_section", ["config.json", "extra"]),
+    ("sample_config_version_99", ["sample", "{run}"], "config_version_99", ["config.json", "version", "99"]),
+    ("sample_checkpoint_flipped_byte", ["sample", "{run}", "--checkpoint", str(CORRUPT_STEP)], "checkpoint_flipped",
+     ["checkpoint", "checksum", "corrupt"]),
+    ("sample_latest_flipped_byte", ["sample", "{run}"], "checkpoint_flipped", ["checkpoint", "checksum", "corrupt"]),
+    ("sample_checkpoint_truncated", ["sample", "{run}", "--checkpoint", str(CORRUPT_STEP)], "checkpoint_truncated",
+     ["checkpoint", "truncated", "corrupt"]),
+    # demo
+    ("demo_bad_value", ["demo", "--run-dir", "{ws}/demo", "--set", "data.sigma=-1"], None, ["data.sigma"]),
+    ("demo_set_on_existing_run", ["demo", "--run-dir", "{run}", "--set", "data.sigma=2"], "run", ["--set"]),
+    # argparse
+    ("unknown_command", ["frobnicate"], None, ["command", "train", "sample"]),
+    ("no_command", [], None, ["command"]),
+    ("sample_without_run_dir", ["sample"], None, ["RUN_DIR"]),
+    ("train_unknown_option", ["train", "tiny", "--bogus"], None, ["--bogus"]),
+]
+
+# `training.device=cuda` where there is no CUDA: rejected before the run directory is created.
+DEVICE_CUDA_CASE = pytest.param(
+    "device_cuda_without_cuda", ["train", "tiny", "--set", "training.device=cuda"], None, ["training.device", "cuda"],
+    id="device_cuda_without_cuda",
+    marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here, so the setting is valid"),
+)
+
+# --run-dir naming an existing file: rejected, the file left alone.
+RUN_DIR_IS_A_FILE_CASE = pytest.param(
+    "run_dir_is_a_file", ["train", "tiny", "--run-dir", "{ws}/out.png"], "existing_out", ["--run-dir"],
+    id="run_dir_is_a_file",
+)
+
+TABLE = [pytest.param(*case, id=case[0]) for case in CASES] + [DEVICE_CUDA_CASE, RUN_DIR_IS_A_FILE_CASE]
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under root: directories by name, files by (bytes, mtime_ns)."""
+    snap = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            snap[os.path.relpath(os.path.join(dirpath, name), root) + "/"] = ("dir",)
+        for name in filenames:
+            p = Path(dirpath, name)
+            snap[os.path.relpath(p, root)] = ("file", p.read_bytes(), p.stat().st_mtime_ns)
+    return snap
+
+
+def expand(argv: list[str], ws: Path) -> list[str]:
+    return [a.replace("{run}", str(ws / "run")).replace("{ws}", str(ws)) for a in argv]
+
+
+def check_error_output(rc: int, out: str, err: str, needles: list[str]) -> None:
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert rc == 2, f"exit code {rc}, stderr: {err!r}"
+    line = err.rstrip("\n")
+    assert line and "\n" not in line, f"stderr is not exactly one line: {err!r}"
+    assert line.startswith("diffrep: error:"), line
+    assert "np.float" not in line and "tensor(" not in line, f"a repr leaked into the message: {line!r}"
+    for needle in needles:
+        assert needle in line, f"{needle!r} not in {line!r}"
+    assert out == "", f"unexpected stdout: {out!r}"
+
+
+def assert_unchanged(before: dict, after: dict) -> None:
+    added, removed = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
+    assert not (added or removed or changed), f"disk changed: added {added}, removed {removed}, changed {changed}"
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)  # train's default run directory, runs/NNNNN-PRESET, would land here
+    return ws
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_table_is_large_and_ids_unique():
+    ids = [case[0] for case in CASES]
+    assert len(ids) == len(set(ids))
+    assert len(CASES) >= 30
+
+
+@pytest.mark.parametrize("case_id, argv, setup, needles", TABLE)
+def test_bad_input_in_process(case_id, argv, setup, needles, workspace, request, capsys):
+    trained = request.getfixturevalue("trained_run") if setup is not None else None
+    SETUPS[setup](workspace, trained)
+    before = snapshot(workspace)
+    capsys.readouterr()
+
+    rc = main(expand(argv, workspace))
+
+    out, err = capsys.readouterr()
+    check_error_output(rc, out, err, needles)
+    assert_unchanged(before, snapshot(workspace))
+    if argv[:1] in (["train"], ["demo"]):
+        assert not (workspace / "runs").exists()
+
+
+# End to end: a real interpreter, the real `python -m diffrep` entry point. Each process pays
+# for importing torch, so they are started when the module starts (the one that needs no run
+# even before the run is trained) and run alongside the in-process cases; they are checked
+# at the end.
+SUBPROCESS_CASES = {
+    "train_sigma_negative": (["train", "tiny", "--set", "data.sigma=-1"], None, ["data.sigma"]),
+    "sample_checkpoint_flipped_byte": (["sample", "{run}", "--checkpoint", str(CORRUPT_STEP)], "checkpoint_flipped",
+                                       ["checksum"]),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subprocesses(request, tmp_path_factory):
+    started = {}
+    for name, (argv, setup, _) in sorted(SUBPROCESS_CASES.items(), key=lambda item: item[1][1] is not None):
+        ws = tmp_path_factory.mktemp(f"sub-{name}")
+        SETUPS[setup](ws, request.getfixturevalue("trained_run") if setup is not None else None)
+        before = snapshot(ws)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "diffrep", *expand(argv, ws)],
+            cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        started[name] = (proc, ws, before)
+    yield started
+    for proc, _, _ in started.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("name", list(SUBPROCESS_CASES))
+def test_bad_input_subprocess(name, subprocesses):
+    proc, ws, before = subprocesses[name]
+    out, err = proc.communicate(timeout=120)
+    check_error_output(proc.returncode, out, err, SUBPROCESS_CASES[name][2])
+    assert_unchanged(before, snapshot(ws))
+    assert not (ws / "runs").exists()

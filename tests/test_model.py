@@ -1,0 +1,97 @@
+"""The conditional UNet: shapes, hook points, conditioning, label dropout, encoders."""
+
+import pytest
+import torch
+
+from diffrep.config import ConfigError, make_config
+from diffrep.model import UNet, build_model, resolve_hook
+
+
+def tiny_model(**overrides):
+    torch.manual_seed(0)
+    return build_model(make_config("tiny", overrides)).eval()
+
+
+def inputs(batch=4, size=16):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 1, size, size, generator=g)
+    t = torch.tensor([0, 10, 50, 99])[:batch]
+    labels = torch.tensor([[2.0, 3.0], [8.0, 8.0], [14.0, 1.0], [5.5, 12.5]])[:batch]
+    return x, t, labels
+
+
+def test_output_has_the_image_shape():
+    x, t, labels = inputs()
+    assert tiny_model()(x, t, labels).shape == x.shape
+
+
+def test_every_hook_point_is_captured_with_its_resolution():
+    model = tiny_model()  # widths 8, 16, 16 on 16 x 16 images
+    x, t, labels = inputs()
+    with model.capture(UNet.HOOKS) as acts:
+        model(x, t, labels)
+    shapes = {k: tuple(v.shape[1:]) for k, v in acts.items()}
+    assert shapes == {
+        "stem": (8, 16, 16), "down1": (8, 16, 16), "down2": (16, 8, 8), "down3": (16, 4, 4),
+        "mid": (16, 4, 4), "up1": (16, 4, 4), "up2": (8, 8, 8), "up3": (8, 16, 16), "head": (1, 16, 16),
+    }
+
+
+def test_layer4_is_the_late_encoder_block():
+    model = tiny_model()
+    x, t, labels = inputs()
+    with model.capture(["layer4", "down3"]) as acts:
+        model(x, t, labels)
+    assert torch.equal(acts["layer4"], acts["down3"])
+    assert resolve_hook("bottleneck") == "mid"
+    with pytest.raises(ConfigError, match="unknown hook point 'layer9'"):
+        resolve_hook("layer9")
+
+
+def test_hooks_are_removed_after_capture():
+    model = tiny_model()
+    x, t, labels = inputs()
+    with model.capture(["mid"]):
+        pass
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_output_depends_on_x_on_y_and_on_t():
+    model = tiny_model()
+    x, t, labels = inputs()
+    base = model(x, t, labels)
+    assert not torch.allclose(base, model(x, t, labels + torch.tensor([1.0, 0.0])))
+    assert not torch.allclose(base, model(x, t, labels + torch.tensor([0.0, 1.0])))
+    assert not torch.allclose(base, model(x, t + 1, labels))
+
+
+def test_dropped_labels_make_the_output_independent_of_the_labels():
+    model = tiny_model()
+    x, t, labels = inputs()
+    drop = torch.tensor([True, False, True, False])
+    a = model(x, t, labels, drop)
+    b = model(x, t, labels + 3.0, drop)
+    assert torch.allclose(a[drop], b[drop])
+    assert not torch.allclose(a[~drop], b[~drop])
+
+
+def test_trainable_mlp_label_encoder():
+    model = tiny_model(**{"model.label_encoding": "mlp"})
+    assert model.x_embed.encode is None
+    x, t, labels = inputs()
+    out = model(x, t, labels)
+    out.sum().backward()
+    assert model.x_embed.mlp[0].weight.grad.abs().sum() > 0
+
+
+def test_attention_follows_the_configured_resolutions():
+    model = tiny_model(**{"model.attention_resolutions": [16]})
+    with_attention = [name for name in UNet.HOOKS if getattr(getattr(model, name), "attention", None) is not None]
+    assert with_attention == ["down1", "mid", "up3"]  # 16 x 16 maps, plus the bottleneck always
+
+
+def test_paper_preset_has_paper_widths():
+    cfg = make_config("paper")
+    model = build_model(cfg)
+    assert cfg.model.widths == [64, 128, 256]
+    assert model.down3.conv2.out_channels == 256

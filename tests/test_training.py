@@ -1,0 +1,187 @@
+"""Training runs: schedule, determinism, exact resume after SIGKILL / SIGINT, lock, NaN, corruption."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from diffrep.config import ConfigError, make_config
+from diffrep.data import BumpDataset
+from diffrep.rundir import RunDir
+from diffrep.training import TrainingDiverged, checkpoint_schedule, train
+
+TINY = {"training.steps": 40}
+TIMING_KEYS = {"step_time", "images_per_s"}
+
+
+def tiny_run(path, **overrides):
+    cfg = make_config("tiny", {**TINY, **overrides})
+    return train(cfg, RunDir.create(path, cfg), quiet=True)
+
+
+def final_tensors(run: RunDir) -> dict:
+    tensors, _ = run.load_checkpoint(run.checkpoint_steps()[-1])
+    return {k: v for k, v in tensors.items() if k.startswith(("model.", "ema."))}
+
+
+def deterministic_metrics(run: RunDir) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in run.metrics()]
+
+
+def assert_same_run(a: RunDir, b: RunDir):
+    ta, tb = final_tensors(a), final_tensors(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k  # bit for bit
+    assert deterministic_metrics(a) == deterministic_metrics(b)
+    steps = [r["step"] for r in b.metrics()]
+    assert steps == sorted(set(steps))  # no duplicated lines after a resume
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted tiny run that the interrupted ones must reproduce exactly."""
+    return tiny_run(tmp_path_factory.mktemp("ref") / "run")
+
+
+def test_checkpoint_schedule_is_dense_early_and_includes_ends():
+    # geomspace(1, 3000, 5) = 1, 7.4, 54.8, 405.4, 3000 -> 1, 7, 55, 405, 3000; every 1000.
+    assert checkpoint_schedule(3000, 5, 1000) == [0, 1, 7, 55, 405, 1000, 2000, 3000]
+    assert checkpoint_schedule(10, 0, 4) == [0, 4, 8, 10]
+
+
+def test_run_directory_describes_itself(reference):
+    cfg = reference.config()
+    assert cfg == make_config("tiny", TINY)
+    assert reference.checkpoint_steps() == checkpoint_schedule(40, 3, 10)
+    records = reference.metrics()
+    assert [r["step"] for r in records] == list(range(5, 41, 5))
+    assert {"loss", "lr", "step_time", "loss_t0_24", "loss_t75_99"} <= records[0].keys()
+    # The loss goes down over 40 steps of a tiny model (from ~1, the variance of the noise).
+    assert records[-1]["loss"] < records[0]["loss"]
+
+
+def test_same_config_and_seed_give_identical_runs(reference, tmp_path):
+    assert_same_run(reference, tiny_run(tmp_path / "again"))
+
+
+def test_other_seed_gives_other_weights(reference, tmp_path):
+    other = final_tensors(tiny_run(tmp_path / "seed1", **{"training.seed": 1}))
+    assert not torch.equal(other["model.stem.weight"], final_tensors(reference)["model.stem.weight"])
+
+
+def test_only_newest_checkpoints_keep_resume_state(reference):
+    steps = reference.checkpoint_steps()
+    with_state = [s for s in steps if reference.has_resume_state(s)]
+    assert with_state == steps[-2:]  # training.keep_resume_state = 2
+
+
+def start_training(run_dir, *extra):
+    cmd = [sys.executable, "-m", "diffrep", "train", "tiny", "--run-dir", str(run_dir), "--quiet"]
+    cmd += [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")] + list(extra)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def resume(run_dir):
+    cmd = [sys.executable, "-m", "diffrep", "train", "--resume", str(run_dir), "--quiet"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def wait_for_checkpoint(run_dir, proc, at_least=1):
+    deadline = time.time() + 60
+    ckpt = run_dir / "checkpoints"
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.is_dir() and len(list(ckpt.glob("step_*.safetensors"))) >= at_least:
+            return
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("kill_seed", range(4))
+def test_sigkill_at_a_random_point_then_resume_is_exact(reference, tmp_path, kill_seed):
+    run_dir = tmp_path / "run"
+    proc = start_training(run_dir)
+    wait_for_checkpoint(run_dir, proc)
+    time.sleep(random.Random(kill_seed).uniform(0.0, 0.6))  # somewhere in the 40 steps
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = resume(run_dir)
+    assert done.returncode == 0, done.stderr
+    assert_same_run(reference, RunDir(run_dir))
+    assert not list(run_dir.rglob(".*.tmp*"))  # a write torn by the kill was cleaned up
+    assert all(not p.name.endswith(".corrupt") for p in (run_dir / "checkpoints").iterdir())
+
+
+def test_sigint_writes_a_checkpoint_and_says_how_to_resume(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start_training(run_dir)
+    wait_for_checkpoint(run_dir, proc, at_least=2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 130
+    assert f"diffrep train --resume {run_dir}" in err
+    run = RunDir(run_dir)
+    interrupted_at = run.checkpoint_steps()[-1]
+    assert run.has_resume_state(interrupted_at)
+    assert resume(run_dir).returncode == 0
+    assert_same_run(reference, run)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(reference, tmp_path):
+    run_dir = tmp_path / "run"
+    tiny_run(run_dir)
+    run = RunDir(run_dir)
+    last = run.checkpoint_path(40)
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the tensor data
+    last.write_bytes(bytes(data))
+    done = resume(run_dir)
+    assert done.returncode == 0, done.stderr
+    assert "checksum" in done.stderr and "step 40" in done.stderr
+    assert (run_dir / "checkpoints" / "step_00000040.safetensors.corrupt").exists()
+    assert_same_run(reference, run)  # retrained from step 30 to the same weights
+
+
+def test_second_process_on_a_run_is_refused(tmp_path):
+    cfg = make_config("tiny", TINY)
+    run = RunDir.create(tmp_path / "run", cfg)
+    with run.lock():
+        with pytest.raises(ConfigError, match="in use by another diffrep process"):
+            train(cfg, run, quiet=True)
+    assert run.checkpoint_steps() == []  # the refused process wrote nothing
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_render = BumpDataset.render
+
+    def render_nan_from_step_15(self, conditions):
+        calls["n"] += 1
+        images = real_render(self, conditions)
+        return images * float("nan") if calls["n"] >= 15 else images
+
+    monkeypatch.setattr(BumpDataset, "render", render_nan_from_step_15)
+    with pytest.raises(TrainingDiverged, match="at step 15.*last good checkpoint is step 10"):
+        tiny_run(tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    assert run.checkpoint_steps()[-1] == 10
+    run.load_checkpoint(10)  # intact: passes its checksum
+    assert max(r["step"] for r in run.metrics()) == 10
+
+
+def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference.path, copy)
+    before = {p.name: p.read_bytes() for p in (copy / "checkpoints").iterdir()}
+    assert resume(copy).returncode == 0
+    assert {p.name: p.read_bytes() for p in (copy / "checkpoints").iterdir()} == before
+    assert deterministic_metrics(RunDir(copy)) == deterministic_metrics(reference)
+    assert os.path.exists(copy / "config.json")
