@@ -3,6 +3,7 @@
     diffrep train [PRESET] [--set key=value ...] [--run-dir DIR]    a new run
     diffrep train --resume RUN_DIR                                  continue a run exactly
     diffrep sample RUN_DIR [--checkpoint STEP] [--at X,Y ...]       a PNG grid of samples
+    diffrep score RUN_DIR [--checkpoints all|STEP,...]              generation accuracy and failure modes
     diffrep config [PRESET] [--set key=value ...]                   print the resolved config
     diffrep demo                                                    the default demo
 
@@ -20,8 +21,9 @@ import numpy as np
 from .config import PRESETS, ConfigError, make_config
 from .data import BumpDataset
 from .diffusion import NoiseSchedule, make_sampler, sample
-from .plots import save_sample_grid
+from .plots import save_sample_grid, save_score_curve
 from .rundir import RunDir
+from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
 from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
 
 DEMO_RUN_DIR = "runs/demo"
@@ -107,6 +109,30 @@ def write_samples(run, step, conditions, sampler_name="ddim", steps=50, seed=0, 
     return path
 
 
+def cmd_score(args) -> None:
+    run = RunDir.open(args.run_dir)
+    overrides = {"scoring.sampler": args.sampler, "scoring.sampler_steps": args.steps, "scoring.tolerance": args.tolerance,
+                 "scoring.weights": args.weights, "scoring.seed": args.seed}
+    cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
+    if args.checkpoints == "all":
+        steps = run.checkpoint_steps()
+    else:
+        steps = [run.resolve_step(spec.strip()) for spec in args.checkpoints.split(",")]
+    tag = sampler_tag(cfg)
+    evalset = evaluation_set(cfg)
+    print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
+    for step in steps:
+        summary, per_sample, images = score_model(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, evalset)
+        write_scores(run, step, summary, per_sample, images)
+        for group, v in summary["groups"].items():
+            err = v["median_position_error"]
+            print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
+                  f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
+    curve = run.path / "scores" / f"curve_{tag}.png"
+    save_score_curve(load_scores(run, tag), "train", curve, f"{run.path.name}: in-distribution samples, {tag}")
+    print(f"scores: {run.path / 'scores'} (curve: {curve})")
+
+
 def cmd_config(args) -> None:
     print(make_config(args.preset or "default", args.overrides).to_json())
 
@@ -161,6 +187,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (default) or raw weights")
     p.add_argument("--out", help="PNG path (default: RUN_DIR/samples/step_..._SAMPLER_seedS.png)")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("score", help="score generation at checkpoints: accuracy and failure modes",
+                       description="Sample the run's fixed evaluation set at checkpoints and score every image "
+                                   "(no bump, several, one wrong, one accurate). Settings default to the run's scoring config.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], help="ddim (fast, for curves) or ddpm (1000 steps, final numbers)")
+    p.add_argument("--steps", type=int, help="DDIM steps")
+    p.add_argument("--tolerance", type=float, help="pixels on each axis for 'accurate' (default 0.5)")
+    p.add_argument("--weights", choices=["ema", "raw"], help="EMA (default) or raw weights")
+    p.add_argument("--seed", type=int, help="sampling seed")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
                        description=f"Print a resolved config as JSON. Presets: {presets}.")

@@ -105,11 +105,28 @@ class TrainingConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """How generation is scored: a fixed evaluation set, sampler and detector settings."""
+
+    during_training: bool = True  # score every checkpoint as it is written (into metrics.jsonl)
+    grid: int = 8  # in-distribution evaluation set: the training conditions nearest a grid x grid grid
+    heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
+    sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
+    sampler_steps: int = 25  # DDIM steps
+    seed: int = 0  # sampling seed: the same noise for every checkpoint
+    weights: str = "ema"  # ema | raw
+    tolerance: float = 0.5  # accurate: one bump within this many pixels on each axis
+    threshold: float = 0.0  # stored-value threshold of the detector (0.0 = half the bump's peak)
+    min_size: int = 2  # components smaller than this are specks
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     preset: str = "default"
     version: int = CONFIG_VERSION
 
@@ -118,6 +135,13 @@ class Config:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def with_overrides(self, overrides: dict) -> "Config":
+        """A validated copy with {"section.key": value} overrides applied."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            _set(d, key, value)
+        return Config.from_dict(d)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
@@ -160,6 +184,9 @@ PRESETS: dict[str, dict[str, object]] = {
         "model.emb_dim": 16,
         "model.groups": 4,
         "diffusion.timesteps": 100,
+        "scoring.grid": 3,
+        "scoring.heldout_max": 8,
+        "scoring.sampler_steps": 5,
         "training.steps": 40,
         "training.batch_size": 8,
         "training.log_every": 5,
@@ -173,13 +200,8 @@ def make_config(preset: str = "default", overrides: typing.Iterable[str] | dict 
     """A validated config: `preset`, then overrides ("key=value" strings or a dict)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    d = Config(preset=preset).to_dict()
-    for key, value in PRESETS[preset].items():
-        _set(d, key, value)
-    items = overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides)
-    for key, value in items:
-        _set(d, key, value)
-    return Config.from_dict(d)
+    items = dict(overrides) if isinstance(overrides, dict) else dict(map(parse_override, overrides))
+    return Config(preset=preset).with_overrides({**PRESETS[preset], **items})
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -346,3 +368,15 @@ def validate(cfg: Config) -> None:
     _check(t.checkpoint_every >= 1, f"training.checkpoint_every: must be >= 1 (got {t.checkpoint_every})")
     _check(t.keep_resume_state >= 1, f"training.keep_resume_state: must be >= 1 (got {t.keep_resume_state})")
     _choice(t.device, "training.device", ("auto", "cpu", "cuda"))
+
+    s = cfg.scoring
+    _check(1 <= s.grid <= 64, f"scoring.grid: must be in [1, 64] (got {s.grid})")
+    _check(1 <= s.heldout_max <= 4096, f"scoring.heldout_max: must be in [1, 4096] (got {s.heldout_max})")
+    _choice(s.sampler, "scoring.sampler", ("ddim", "ddpm"))
+    _check(1 <= s.sampler_steps <= f.timesteps,
+           f"scoring.sampler_steps: must be in [1, diffusion.timesteps] (got {s.sampler_steps})")
+    _check(s.seed >= 0, f"scoring.seed: must be >= 0 (got {s.seed})")
+    _choice(s.weights, "scoring.weights", ("ema", "raw"))
+    _check(s.tolerance > 0, f"scoring.tolerance: must be > 0 (got {s.tolerance})")
+    _check(-1 <= s.threshold < 1, f"scoring.threshold: must be in [-1, 1) (got {s.threshold})")
+    _check(s.min_size >= 1, f"scoring.min_size: must be >= 1 (got {s.min_size})")

@@ -87,6 +87,10 @@ class Detection:
     error: np.ndarray  # [B, 2] signed centroid - target (wrapped if periodic), NaN likewise
     tolerance: float  # the tolerance that decided "accurate"
 
+    def select(self, mask: np.ndarray) -> "Detection":
+        """The scores of a subset of the images."""
+        return Detection(self.outcome[mask], self.n_components[mask], self.centroid[mask], self.error[mask], self.tolerance)
+
 
 def detect(
     images,

@@ -12,6 +12,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def save_tiled(images, path: Path, cols: int = 8) -> None:
+    """Images [B, 1, N, N] in [-1, 1] tiled into one grey PNG, 1-pixel gaps: fast, for every checkpoint."""
+    images = np.asarray(images)[:, 0]
+    n, size = len(images), images.shape[-1]
+    rows = math.ceil(n / cols)
+    canvas = np.full((rows * (size + 1) + 1, cols * (size + 1) + 1), 0.0)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
+        canvas[1 + r * (size + 1) : (r + 1) * (size + 1), 1 + c * (size + 1) : (c + 1) * (size + 1)] = img
+    _atomic_savefig(path, lambda f: plt.imsave(f, canvas, cmap="gray", vmin=-1, vmax=1, format="png"))
+
+
+def _atomic_savefig(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
 def save_sample_grid(images, conditions, path: Path, title: str, latent_size: float, image_size: int) -> None:
     """A grid of generated images, each titled with its requested (x, y), marked with a red cross."""
     images = np.asarray(images)[:, 0]
@@ -32,8 +51,26 @@ def save_sample_grid(images, conditions, path: Path, title: str, latent_size: fl
         ax.set_title(f"({x:.1f}, {y:.1f})", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=100, format="png")
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
-    tmp.replace(path)
+
+
+OUTCOME_COLOURS = {"several": "#d62728", "none": "#7f7f7f", "wrong": "#ff7f0e", "accurate": "#2ca02c"}
+
+
+def save_score_curve(records: list[dict], group: str, path: Path, title: str) -> None:
+    """Outcome fractions over training (stacked) for one evaluation group, from load_scores records."""
+    steps = np.array([r["step"] for r in records])
+    fracs = {k: np.array([r["groups"][group][f"frac_{k}"] for r in records]) for k in OUTCOME_COLOURS}
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.stackplot(steps, *fracs.values(), labels=[f"{k}" for k in fracs], colors=list(OUTCOME_COLOURS.values()), alpha=0.85)
+    ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
+    ax.set_xlim(steps.min(), steps.max())
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"fraction of samples ({group})")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="outcome")
+    fig.tight_layout()
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=110, format="png"))
+    plt.close(fig)

@@ -27,6 +27,7 @@ from .data import BumpDataset
 from .diffusion import NoiseSchedule
 from .model import UNet, build_model
 from .rundir import STATE_PREFIXES, CheckpointError, RunDir
+from .scoring import copy_weights, evaluation_set, flat_record, score_model, write_scores
 
 
 class TrainingDiverged(RuntimeError):
@@ -84,6 +85,7 @@ class Trainer:
         self.dataset = BumpDataset(self.cfg.data)
         self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
         self.step = 0
+        self.eval_model, self.evalset = None, None  # built on first use, for scoring during training
         # Sums over the current logging interval: loss, count, then per-bucket sums and counts.
         self.accum = torch.zeros(2 + 2 * t.loss_buckets, dtype=torch.float64)
 
@@ -105,6 +107,22 @@ class Trainer:
         meta = {"param_groups": self.optimizer.state_dict()["param_groups"]}
         self.run.save_checkpoint(self.step, self.state_tensors(), meta)
         self.run.drop_resume_state(self.cfg.training.keep_resume_state)
+
+    def checkpoint(self) -> None:
+        """A scheduled checkpoint: scored first (when on), so that a kill between the two is
+        undone on resume by dropping the score line of a step that has no checkpoint."""
+        if self.cfg.scoring.during_training:
+            self.score()
+        self.save()
+
+    def score(self) -> None:
+        if self.eval_model is None:
+            self.eval_model = build_model(self.cfg).to(self.device)
+            self.evalset = evaluation_set(self.cfg)
+        weights = self.ema.params if self.cfg.scoring.weights == "ema" else dict(self.model.named_parameters())
+        summary, per_sample, images = score_model(copy_weights(self.eval_model, weights), self.cfg, self.evalset)
+        write_scores(self.run, self.step, summary, per_sample, images)
+        self.run.append_metrics(flat_record(self.step, summary))
 
     def load_state(self, step: int) -> bool:
         """Restore everything from a checkpoint; False if it holds weights only (no resume state)."""
@@ -142,7 +160,7 @@ class Trainer:
                 bad = self.run.checkpoint_path(step)
                 bad.rename(bad.with_name(bad.name + ".corrupt"))
         warn(f"diffrep: {self.run.path} has no usable checkpoint with resume state; starting from step 0")
-        self.save()
+        self.checkpoint()
 
     # -- one step -------------------------------------------------------------
 
@@ -217,7 +235,7 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
             if trainer.step < t.steps:
                 log(f"diffrep: resuming {run.path} from step {trainer.step}")
         else:
-            trainer.save()  # step 0: the initialization, the baseline of every probe
+            trainer.checkpoint()  # step 0: the initialization, the baseline of every probe
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
         bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
         # Ctrl-C only raises a flag: the step in flight finishes, so the checkpoint is consistent.
@@ -235,8 +253,10 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
                     elapsed = time.perf_counter() - interval_start
                     run.append_metrics(trainer.metrics_record(elapsed / interval_steps))
                     interval_start, interval_steps = time.perf_counter(), 0
-                if trainer.step in schedule or interrupted.is_set():
-                    trainer.save()
+                if trainer.step in schedule:
+                    trainer.checkpoint()
+                elif interrupted.is_set():
+                    trainer.save()  # not scored: an off-schedule step must not add a score line
                 if interrupted.is_set() and trainer.step < t.steps:
                     raise TrainingInterrupted(
                         f"interrupted at step {trainer.step}, checkpoint written; "

@@ -1,0 +1,210 @@
+"""Phase labels of a checkpoint from its representation metrics alone, and how they relate to generation.
+
+The paper's phases (../shared/PAPER.md): A, no structure; B, a disordered 2D manifold; C, an
+ordered 2D manifold. `classify` labels a checkpoint from the metrics of `diffrep.probes`
+(`probe_metrics` of one layer), compared with the same metrics at initialization (step 0). It
+never looks at generation: that is what the phases are later compared with (`agreement`,
+`rank_correlation`), so using it here would make the comparison circular.
+
+Why compare with initialization: a randomly initialized UNet already maps the sinusoidal (x, y)
+encoding smoothly. PAPER.md's prototype decoded x with R^2 0.66-0.91 at step 0, trustworthiness
+about 0.8; the default preset of this project probed at layer4 gives, at step 0, decode R^2 1.00,
+trustworthiness 0.96, knn_overlap 0.72, participation ratio 6.4, mle_dim 4.7, and its early
+training *lowers* the order (step 500: trustworthiness 0.88, knn_overlap 0.43). Absolute
+decodability or order therefore cannot tell phase A; an order or a decodability counts only
+when it exceeds what the untrained network already had.
+
+The rule (thresholds in `PhaseConfig`, keys `phase.<name>`), first match wins:
+
+  C  ordered:     knn_overlap >= c_min_knn_overlap
+                  and trustworthiness >= c_min_trustworthiness
+                  and knn_overlap >= knn_overlap at init + c_min_gain  (order was learned)
+  B  a 2D manifold, not (yet) ordered; any of
+                  mle_dim <= b_max_dim                                 (locally ~2D)
+                  participation_ratio <= b_max_pr                      (linearly ~2D)
+                  participation_ratio <= b_pr_fraction * its value at init  (dimension collapsed)
+                  mean decode R^2 >= b_min_decode and >= its value at init + b_min_decode_gain
+  A  otherwise.
+
+Missing metrics (None) never satisfy a criterion. Without init metrics (init_metrics=None), the
+relative conditions are not checked: C needs only its absolute thresholds, and B's relative
+criteria (collapse, decode gain) do not fire. At step 0 itself every gain is 0, so step 0 is
+never C and is B only through the absolute dimension criteria.
+
+Synthetic calibration (tests/test_probes.py, K = 256 grid, D = 64, k = 10):
+  unrelated Gaussian points   knn_overlap 0.05, trust 0.51, mle_dim 28,  PR 51,  decode R^2 < 0
+  shuffled linear 2D grid     knn_overlap 0.05, trust 0.51, mle_dim 2.4, PR 1.8, decode R^2 ~0
+  smooth ordered embedding    knn_overlap 0.98, trust 1.00, mle_dim 2.4, PR 6.7, decode R^2 1.00
+PAPER.md's prototype: trustworthiness 0.98 at step 2,000 and 0.995 at 2,800 once ordered, PR 13.6
+at init falling to 3.4.
+A real run (default preset, layer4, EMA weights, steps 0 to 500 only): knn_overlap 0.72 -> 0.43,
+trustworthiness 0.96 -> 0.88, PR 6.4 -> 3.9-5.1 (noisy), mle_dim 4.5 -> 5.0-5.5, decode R^2 1.00
+throughout, while generation went from 98% "several" to 73% "wrong" by step ~200-500. The rule
+labels all of these A: the B criteria are NOT yet calibrated on a run that reached B or C. In that
+window the clearest change is the order dropping *below* its init value (a reorganization).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from .config import ConfigError
+
+PHASES = ("A", "B", "C")
+# The generation outcome (diffrep.detect.OUTCOMES) that each phase predicts. A: several bumps
+# (the paper's phase A); "none" (no bump at all) is also an unstructured output and counts as A.
+PHASE_OUTCOMES = {"A": ("several", "none"), "B": ("wrong",), "C": ("accurate",)}
+_OUTCOME_NAMES = ("none", "several", "wrong", "accurate")  # = diffrep.detect.OUTCOMES, by index
+
+
+@dataclass
+class PhaseConfig:
+    """Thresholds of the phase rule (one section of the config, `phase.*`); see the module docstring."""
+
+    c_min_knn_overlap: float = 0.75  # ordered: most k-NN in activation space are true (x, y) neighbours
+    c_min_trustworthiness: float = 0.97  # ordered: prototype reached 0.98-0.995 once ordered, 0.8 before
+    c_min_gain: float = 0.05  # ordered: knn_overlap above its value at init by at least this
+    b_max_dim: float = 3.0  # manifold: mle_dim (k-NN intrinsic dimension) at most this
+    b_max_pr: float = 3.0  # manifold: participation ratio at most this
+    b_pr_fraction: float = 0.5  # manifold: participation ratio at most this fraction of its init value
+    b_min_decode: float = 0.9  # manifold: mean decode R^2 of x and y at least this ...
+    b_min_decode_gain: float = 0.05  # ... and above its init value by at least this
+
+
+def validate_phase_config(p: PhaseConfig) -> None:
+    """Raise ConfigError (one line naming `phase.<key>`) on a bad threshold."""
+    _range(p.c_min_knn_overlap, "c_min_knn_overlap", 0.0, 1.0, lo_open=True)
+    _range(p.c_min_trustworthiness, "c_min_trustworthiness", 0.5, 1.0, lo_open=True)
+    _range(p.c_min_gain, "c_min_gain", 0.0, 1.0, hi_open=True)
+    _check(_finite(p.b_max_dim) and p.b_max_dim > 0, f"phase.b_max_dim: must be a number > 0 (got {p.b_max_dim})")
+    _check(_finite(p.b_max_pr) and p.b_max_pr >= 1, f"phase.b_max_pr: must be a number >= 1 (got {p.b_max_pr})")
+    _range(p.b_pr_fraction, "b_pr_fraction", 0.0, 1.0, lo_open=True)
+    _range(p.b_min_decode, "b_min_decode", 0.0, 1.0, lo_open=True)
+    _range(p.b_min_decode_gain, "b_min_decode_gain", 0.0, 1.0, hi_open=True)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _range(v, name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    ok = _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    _check(ok, f"phase.{name}: must be in {interval} (got {v!r})")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------
+# The rule.
+
+
+def _get(metrics: dict | None, key: str) -> float | None:
+    if metrics is None:
+        return None
+    v = metrics.get(key)
+    return float(v) if _finite(v) else None
+
+
+def _mean_decode(metrics: dict | None) -> float | None:
+    x, y = _get(metrics, "decode_r2_x"), _get(metrics, "decode_r2_y")
+    return None if x is None or y is None else (x + y) / 2
+
+
+def explain(metrics: dict, init_metrics: dict | None, cfg: PhaseConfig | None = None) -> tuple[str, list[str]]:
+    """(phase, reasons): the label of `classify` and the criteria that decided it, as short strings."""
+    cfg = cfg or PhaseConfig()
+    knn, trust = _get(metrics, "knn_overlap"), _get(metrics, "trustworthiness")
+    knn0 = _get(init_metrics, "knn_overlap")
+
+    ordered = knn is not None and trust is not None
+    ordered = ordered and knn >= cfg.c_min_knn_overlap and trust >= cfg.c_min_trustworthiness
+    if ordered and init_metrics is not None:
+        ordered = knn0 is not None and knn >= knn0 + cfg.c_min_gain
+    if ordered:
+        gain = f", init {knn0:.3f}" if knn0 is not None else ""
+        return "C", [f"knn_overlap {knn:.3f} >= {cfg.c_min_knn_overlap}{gain}",
+                     f"trustworthiness {trust:.3f} >= {cfg.c_min_trustworthiness}"]
+
+    reasons = []
+    dim, pr = _get(metrics, "mle_dim"), _get(metrics, "participation_ratio")
+    if dim is not None and dim <= cfg.b_max_dim:
+        reasons.append(f"mle_dim {dim:.2f} <= {cfg.b_max_dim}")
+    if pr is not None and pr <= cfg.b_max_pr:
+        reasons.append(f"participation_ratio {pr:.2f} <= {cfg.b_max_pr}")
+    if init_metrics is not None:
+        pr0 = _get(init_metrics, "participation_ratio")
+        if pr is not None and pr0 is not None and pr <= cfg.b_pr_fraction * pr0:
+            reasons.append(f"participation_ratio {pr:.2f} <= {cfg.b_pr_fraction} x init {pr0:.2f}")
+        dec, dec0 = _mean_decode(metrics), _mean_decode(init_metrics)
+        if dec is not None and dec0 is not None and dec >= cfg.b_min_decode and dec >= dec0 + cfg.b_min_decode_gain:
+            reasons.append(f"decode R^2 {dec:.3f} >= {cfg.b_min_decode}, init {dec0:.3f} + {cfg.b_min_decode_gain}")
+    if reasons:
+        return "B", reasons
+    return "A", ["no order and no 2D-manifold criterion met"]
+
+
+def classify(metrics: dict, init_metrics: dict | None, cfg: PhaseConfig | None = None) -> str:
+    """"A", "B" or "C" for one checkpoint's metrics (one layer), given the metrics at step 0."""
+    return explain(metrics, init_metrics, cfg)[0]
+
+
+# ----------------------------------------------------------------------------
+# Comparison with generation.
+
+
+def dominant_outcome(summary: dict) -> str | None:
+    """The most frequent generation outcome of a scoring summary (its frac_<outcome> fields)."""
+    fracs = {name: summary.get(f"frac_{name}") for name in _OUTCOME_NAMES}
+    fracs = {k: v for k, v in fracs.items() if _finite(v)}
+    return max(fracs, key=fracs.get) if fracs else None
+
+
+def agreement(phases: Sequence[str | None], dominant_outcomes: Sequence[str | int | None]) -> float:
+    """Fraction of checkpoints whose phase predicts their dominant generation outcome:
+    A <-> several (or none), B <-> wrong, C <-> accurate (`PHASE_OUTCOMES`). Outcomes are names or
+    diffrep.detect codes. Pairs with a missing phase or outcome are skipped; NaN if none is left."""
+    if len(phases) != len(dominant_outcomes):
+        raise ValueError(f"agreement: {len(phases)} phases but {len(dominant_outcomes)} outcomes")
+    hits = []
+    for phase, outcome in zip(phases, dominant_outcomes):
+        if phase is None or outcome is None:
+            continue
+        if phase not in PHASE_OUTCOMES:
+            raise ValueError(f"agreement: unknown phase {phase!r}; allowed: {', '.join(PHASES)}")
+        if not isinstance(outcome, str):
+            outcome = _OUTCOME_NAMES[int(outcome)]
+        hits.append(outcome in PHASE_OUTCOMES[phase])
+    return float(np.mean(hits)) if hits else math.nan
+
+
+class Correlation(NamedTuple):
+    rho: float  # Spearman rank correlation, NaN when undefined
+    p_value: float
+    n: int  # pairs used (both values finite)
+
+
+def rank_correlation(quality: Sequence[float | None], accuracy: Sequence[float | None]) -> Correlation:
+    """Spearman correlation between representation quality and generation accuracy over checkpoints
+    (claim 2 of the paper). Pairs with a missing or non-finite value are dropped; rho and p are NaN
+    with fewer than 3 pairs or a constant input."""
+    from scipy.stats import spearmanr
+
+    if len(quality) != len(accuracy):
+        raise ValueError(f"rank_correlation: {len(quality)} quality values but {len(accuracy)} accuracies")
+    pairs = [(float(q), float(a)) for q, a in zip(quality, accuracy) if _finite(q) and _finite(a)]
+    if len(pairs) < 3:
+        return Correlation(math.nan, math.nan, len(pairs))
+    q, a = np.array(pairs).T
+    if np.ptp(q) == 0 or np.ptp(a) == 0:
+        return Correlation(math.nan, math.nan, len(pairs))
+    res = spearmanr(q, a)
+    return Correlation(float(res.statistic), float(res.pvalue), len(pairs))

@@ -1,0 +1,514 @@
+"""Representation probes: activations of a named layer over a fixed probe set, and metrics.
+
+The probe set (../shared/PAPER.md, "Measuring representations") is fixed by a `ProbeConfig`
+and the run's `DataConfig`, so every checkpoint of a run is measured on the same inputs:
+
+  conditions  a grid x grid grid of (x, y) *cell centres* over [x_min, x_max] x [y_min, y_max]
+              (as `scoring.evaluation_set` does; with the default 0..32 range and grid 16 these
+              are the odd integers 1, 3, ..., 31, which are lattice points of the dx = dy = 1
+              dataset and stay clear of the frame's edges). Conditions inside a held-out region
+              are flagged, not dropped: the metrics use the whole grid.
+  input       ONE x_t shared by every condition: the forward process applied to a blank image
+              (the background value -1 everywhere, i.e. an image with no bump) with one noise
+              draw from `noise_seed`, at timestep `timestep`. At t = 999 of the default linear
+              schedule sqrt(alpha_bar) = 0.006, so x_t is pure noise to within 0.6%. Since the
+              input is the same for all conditions, activation differences come from (x, y) only.
+  activations the output of each named hook point (`diffrep.model.UNet.HOOKS`, or the aliases
+              "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid), with the
+              model in eval mode under `torch.inference_mode`, flattened per condition to
+              [K, C * H * W] float32 (C, H, W order).
+
+Metrics are pure, deterministic functions of (activations [K, D], conditions [K, 2]):
+
+  umap_r2_x/_y          the paper's protocol: UMAP to 3D, then the in-sample R^2 of a linear
+                        regression of x (and of y) on the 3 UMAP coordinates
+  decode_r2_x/_y        cross-validated ridge R^2 of x (and y) from the standardized raw
+                        activations (no UMAP randomness). NOTE: already 0.66-0.91 at random
+                        initialization (PAPER.md), so never read it without its value at step 0
+  trustworthiness       sklearn's trustworthiness of activation space w.r.t. the true (x, y) grid:
+                        1 when every activation-space neighbourhood is a true (x, y) neighbourhood,
+                        about 0.5 for an unrelated arrangement
+  knn_overlap           mean fraction of each point's k nearest neighbours in activation space that
+                        are among its k nearest in (x, y) (ties at the k-th grid distance included);
+                        chance is about k / K
+  twonn_dim             TwoNN intrinsic dimension (Facco et al. 2017, MLE form). CAUTION: on a grid
+                        of conditions mapped smoothly (or linearly) into activation space, each point's
+                        two nearest neighbours come in +-v pairs at (nearly) equal distances, r2/r1 ~ 1,
+                        and TwoNN diverges (None when exactly a lattice). Use mle_dim on grid probes.
+  mle_dim               Levina-Bickel k-NN maximum-likelihood dimension (k = `knn`, MacKay-Ghahramani
+                        average of inverses). Robust to the lattice ties: ~2 on a 2D grid
+  participation_ratio   (sum lambda)^2 / sum lambda^2 of the PCA covariance eigenvalues: the linear
+                        dimension (PAPER.md: 13.6 at initialization, 3.4 once ordered)
+  xy_angle_deg          angle between the x and y *encoding* directions (the coefficients of a
+                        least-squares regression of the centred activations on centred (x, y));
+                        90 = orthogonal, as in a factorized code
+  xy_decoder_angle_deg  angle between the ridge *decoder* weight vectors of x and of y (centred
+                        activations, one global scale so that angles are kept)
+  x_transfer_r2         R^2 of an x decoder (ridge) trained on the conditions in one half of the y
+                        range and tested on the other half (mean of both directions); y_transfer_r2
+                        likewise across the halves of the x range. A factorized code (x coded the
+                        same way whatever y is) transfers: close to decode_r2_x. A coupled code
+                        (the x code depends on y) does not: much lower, often negative.
+
+`probe_metrics` computes them all into a flat dict of floats (None where not finite, for JSON).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import ConfigError, DataConfig
+from .data import in_region
+from .model import resolve_hook
+
+
+# ----------------------------------------------------------------------------
+# Settings.
+
+
+@dataclass
+class ProbeConfig:
+    """How representations are probed at every checkpoint (one section of the config, `probe.*`)."""
+
+    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (model.UNet.HOOKS or aliases)
+    # t = 999 (the last step of the default T = 1000): x_t carries no information about any image,
+    # so the activations are driven by the conditioning alone, and the prototype in PAPER.md saw the
+    # phases there (trustworthiness 0.8 -> 0.995). Must be < diffusion.timesteps (tiny preset: <= 99).
+    timestep: int = 999
+    grid: int = 16  # grid x grid conditions (cell centres) over the lattice's range: K = 256 by default
+    noise_seed: int = 0  # the one noise draw shared by all conditions
+    umap: bool = True  # compute the paper's UMAP R^2 (about 0.5 s per layer, plus ~7 s of JIT once per process)
+    umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
+    umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
+    umap_seed: int = 0  # UMAP random_state: a fixed seed makes the embedding reproducible
+    knn: int = 10  # k of trustworthiness, knn_overlap and mle_dim
+    ridge_alpha: float = 1.0  # ridge penalty on standardized activations (decoding, transfer, decoder angle)
+    cv_folds: int = 5  # folds of the cross-validated decoding R^2 (shuffled, fixed seed)
+
+
+def validate_probe_config(p: ProbeConfig, timesteps: int | None = None) -> None:
+    """Raise ConfigError (one line naming `probe.<key>`) on a bad setting.
+
+    `timesteps` (the run's diffusion.timesteps), when given, bounds `probe.timestep`.
+    """
+    _check(isinstance(p.layers, list) and len(p.layers) >= 1,
+           f"probe.layers: must be a non-empty list of hook points (got {p.layers!r})")
+    for name in p.layers:
+        try:
+            resolve_hook(name)
+        except ConfigError as e:
+            raise ConfigError(f"probe.layers: {str(e).removeprefix('layer: ')}") from None
+    _check(len(set(p.layers)) == len(p.layers), f"probe.layers: must not repeat a layer (got {p.layers})")
+    if timesteps is None:
+        _check(p.timestep >= 0, f"probe.timestep: must be >= 0 (got {p.timestep})")
+    else:
+        _check(0 <= p.timestep < timesteps,
+               f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {timesteps - 1}] (got {p.timestep})")
+    _check(4 <= p.grid <= 64, f"probe.grid: must be in [4, 64] (got {p.grid})")
+    k = p.grid * p.grid
+    _check(p.noise_seed >= 0, f"probe.noise_seed: must be >= 0 (got {p.noise_seed})")
+    _check(isinstance(p.umap, bool), f"probe.umap: must be true or false (got {p.umap!r})")
+    _check(2 <= p.umap_neighbors < k,
+           f"probe.umap_neighbors: must be in [2, probe.grid^2 - 1 = {k - 1}] (got {p.umap_neighbors})")
+    _check(0 <= p.umap_min_dist <= 1, f"probe.umap_min_dist: must be in [0, 1] (got {p.umap_min_dist})")
+    _check(p.umap_seed >= 0, f"probe.umap_seed: must be >= 0 (got {p.umap_seed})")
+    _check(2 <= p.knn < k / 2,
+           f"probe.knn: must be >= 2 and < probe.grid^2 / 2 = {k / 2:g} (got {p.knn})")
+    _check(p.ridge_alpha > 0 and math.isfinite(p.ridge_alpha),
+           f"probe.ridge_alpha: must be a finite number > 0 (got {p.ridge_alpha})")
+    _check(2 <= p.cv_folds <= min(20, k),
+           f"probe.cv_folds: must be in [2, {min(20, k)}] (at most 20 and probe.grid^2) (got {p.cv_folds})")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+# ----------------------------------------------------------------------------
+# The probe set and the activations.
+
+
+def probe_conditions(data_cfg: DataConfig, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """(conditions [grid^2, 2] float64 (x, y), heldout [grid^2] bool).
+
+    Cell centres of a grid x grid grid over [x_min, x_max] x [y_min, y_max], x varying fastest
+    (row-major like the dataset's lattice); `heldout` flags those inside any of data_cfg.holdout.
+    """
+    d = data_cfg
+    xs = d.x_min + (np.arange(grid) + 0.5) * (d.x_max - d.x_min) / grid
+    ys = d.y_min + (np.arange(grid) + 0.5) * (d.y_max - d.y_min) / grid
+    gx, gy = np.meshgrid(xs, ys)
+    conditions = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    heldout = np.zeros(len(conditions), dtype=bool)
+    for region in d.holdout:
+        heldout |= in_region(conditions, region)
+    return conditions, heldout
+
+
+def probe_input(image_size: int, timestep: int, schedule, noise_seed: int) -> torch.Tensor:
+    """The shared x_t [1, 1, N, N] on the CPU: a noised blank image (or pure noise without a schedule)."""
+    noise = torch.randn((1, 1, image_size, image_size), generator=torch.Generator().manual_seed(noise_seed))
+    if schedule is None:
+        return noise
+    if not 0 <= timestep < schedule.timesteps:
+        raise ConfigError(
+            f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {schedule.timesteps - 1}] (got {timestep})"
+        )
+    blank = torch.full_like(noise, -1.0)  # background of the [-1, 1] storage: no bump
+    return schedule.add_noise(blank, noise, torch.tensor([timestep]))
+
+
+def capture_activations(
+    model,
+    conditions,
+    layers,
+    timestep: int,
+    schedule_or_none,
+    image_size: int,
+    noise_seed: int,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
+    """{layer: [K, D] float32} activations of `layers` for the K conditions, from one shared x_t.
+
+    `schedule_or_none` is a `diffusion.NoiseSchedule` (x_t = noised blank image at `timestep`) or
+    None (x_t = pure noise). The model runs in eval mode under inference_mode; its training mode is
+    restored afterwards, so this can be called from inside a training loop. Deterministic: the same
+    model and arguments give identical arrays (fixed batch size, CPU-drawn noise).
+    """
+    for name in layers:
+        resolve_hook(name)
+    device = next(model.parameters()).device
+    x_t = probe_input(image_size, timestep, schedule_or_none, noise_seed).to(device)
+    conditions = torch.as_tensor(np.asarray(conditions), dtype=torch.float32)
+    chunks: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), model.capture(list(layers)) as acts:
+            for start in range(0, len(conditions), batch_size):
+                labels = conditions[start:start + batch_size].to(device)
+                b = len(labels)
+                t = torch.full((b,), timestep, device=device, dtype=torch.long)
+                model(x_t.expand(b, -1, -1, -1), t, labels)
+                for name in layers:
+                    chunks[name].append(acts[name].float().reshape(b, -1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    return {name: np.ascontiguousarray(np.concatenate(c), dtype=np.float32) for name, c in chunks.items()}
+
+
+# ----------------------------------------------------------------------------
+# Metrics: pure functions of (activations [K, D], conditions [K, 2]).
+
+
+def _as64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _degenerate(acts: np.ndarray) -> bool:
+    """No variation at all (a dead layer): geometry-based metrics are undefined."""
+    return not np.isfinite(acts).all() or float(np.ptp(acts, axis=0).max(initial=0.0)) == 0.0
+
+
+def _sq_distances(a: np.ndarray) -> np.ndarray:
+    """[K, K] squared Euclidean distances, clipped at 0, float64."""
+    a = a - a.mean(0)  # smaller norms: less cancellation in |a|^2 + |b|^2 - 2 a.b
+    sq = (a * a).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (a @ a.T)
+    np.maximum(d2, 0.0, out=d2)
+    np.fill_diagonal(d2, 0.0)
+    return d2
+
+
+def umap_r2(acts, conds, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0):
+    """The paper's protocol: (r2_x, r2_y, embedding [K, 3]).
+
+    UMAP (umap-learn) to 3 dimensions of the raw activations, Euclidean metric, `n_neighbors`,
+    `min_dist`, random_state = seed (single-threaded, reproducible), default n_epochs (500 for
+    K < 10000) and spectral initialization. The exact k-NN graph is computed with scikit-learn and
+    passed in (what UMAP itself does for K < 4096, minus ~5 s of numba compilation). R^2 is the
+    in-sample R^2 of an ordinary linear regression of x (and y) on the 3 UMAP coordinates.
+    (nan, nan, None) for a layer with no variation.
+    """
+    acts, conds = _as64(acts), _as64(conds)
+    if _degenerate(acts) or len(acts) <= n_neighbors:
+        return math.nan, math.nan, None
+    import umap  # slow to import (numba): only when asked for
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import NearestNeighbors
+
+    data = acts.astype(np.float32)
+    dist, idx = NearestNeighbors(n_neighbors=n_neighbors).fit(data).kneighbors(data)
+    reducer = umap.UMAP(
+        n_components=3,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        metric="euclidean",
+        random_state=seed,
+        precomputed_knn=(idx, dist.astype(np.float32)),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", and the like
+        embedding = reducer.fit_transform(data).astype(np.float64)
+    r2 = [LinearRegression().fit(embedding, conds[:, i]).score(embedding, conds[:, i]) for i in (0, 1)]
+    return float(r2[0]), float(r2[1]), embedding
+
+
+def _standardize(train: np.ndarray, *others: np.ndarray):
+    """StandardScaler fitted on `train` (zero-variance features keep scale 1), applied to all."""
+    mu = train.mean(0)
+    sd = train.std(0)
+    sd[sd < 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mu))] = 1.0
+    return [(a - mu) / sd for a in (train, *others)]
+
+
+def _ridge_weights(z: np.ndarray, yc: np.ndarray, alpha: float) -> np.ndarray:
+    """argmin |z w - yc|^2 + alpha |w|^2 for centred z [n, D], yc [n, m] -> w [D, m].
+    Solved in the smaller of the primal (D x D) and dual (n x n) forms; equal to sklearn's Ridge
+    without intercept, and fast when D >> n (a 4096-dim layer and 256 probes)."""
+    from scipy.linalg import solve
+
+    n, d = z.shape
+    if d <= n:
+        return solve(z.T @ z + alpha * np.eye(d), z.T @ yc, assume_a="pos")
+    return z.T @ solve(z @ z.T + alpha * np.eye(n), yc, assume_a="pos")
+
+
+def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> np.ndarray:
+    """StandardScaler + Ridge(alpha) (with intercept) fitted on the training rows, predictions on the test rows."""
+    z_train, z_test = _standardize(x_train, x_test)
+    y_mean = y_train.mean(0)
+    return z_test @ _ridge_weights(z_train, y_train - y_mean, alpha) + y_mean
+
+
+def decoding_r2(acts, conds, alpha: float = 1.0, folds: int = 5) -> tuple[float, float]:
+    """Cross-validated R^2 of x and of y from the raw activations: (r2_x, r2_y).
+
+    Standardize the features, ridge regression (`alpha`), `folds`-fold KFold with shuffle and
+    random_state 0; R^2 of the pooled out-of-fold predictions.
+    """
+    from sklearn.model_selection import KFold
+
+    acts, conds = _as64(acts), _as64(conds)
+    if not np.isfinite(acts).all():
+        return math.nan, math.nan
+    pred = np.empty_like(conds)
+    for train, test in KFold(folds, shuffle=True, random_state=0).split(acts):
+        pred[test] = _ridge_fit_predict(acts[train], conds[train], acts[test], alpha)
+    return _r2(conds[:, 0], pred[:, 0]), _r2(conds[:, 1], pred[:, 1])
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    ss = float(((y - y.mean()) ** 2).sum())
+    return 1.0 - float(((y - pred) ** 2).sum()) / ss if ss > 0 else math.nan
+
+
+def knn_overlap(acts, conds, k: int = 10) -> float:
+    """Mean fraction of each point's k nearest neighbours in activation space that are among its k
+    nearest in (x, y). The true neighbourhood includes every point tied with the k-th grid distance
+    (on a grid the k-th distance is usually shared), so 1.0 is reachable; chance is about k / K.
+    Ties in activation space are broken by index (stable sort): deterministic."""
+    acts, conds = _as64(acts), _as64(conds)
+    if _degenerate(acts):
+        return math.nan
+    n = len(acts)
+    da = _sq_distances(acts)
+    np.fill_diagonal(da, np.inf)
+    nn_act = np.argsort(da, axis=1, kind="stable")[:, :k]
+    dt = _sq_distances(conds)
+    np.fill_diagonal(dt, np.inf)
+    kth = np.partition(dt, k - 1, axis=1)[:, k - 1]
+    true = dt <= kth[:, None] * (1 + 1e-9) + 1e-12
+    return float(true[np.arange(n)[:, None], nn_act].sum(1).mean() / k)
+
+
+def neighbourhood_metrics(acts, conds, k: int = 10) -> tuple[float, float]:
+    """(trustworthiness, knn_overlap) of activation space with respect to the true (x, y) grid.
+
+    trustworthiness = sklearn.manifold.trustworthiness(X=conds, X_embedded=acts, n_neighbors=k):
+    it penalizes activation-space neighbours that are far apart in (x, y) (a disordered code),
+    ~0.5 for an arrangement unrelated to (x, y), 1 for a perfectly ordered one.
+    """
+    from sklearn.manifold import trustworthiness
+
+    acts, conds = _as64(acts), _as64(conds)
+    if _degenerate(acts):
+        return math.nan, math.nan
+    t = trustworthiness(conds, acts, n_neighbors=k)
+    return float(t), knn_overlap(acts, conds, k)
+
+
+def _unique_rows(a: np.ndarray) -> np.ndarray:
+    return np.unique(a, axis=0)
+
+
+def twonn_dimension(acts) -> float:
+    """TwoNN intrinsic dimension (Facco et al. 2017), MLE form d = N / sum_i log(r2_i / r1_i).
+
+    Duplicate points are dropped first, so r1 > 0. Diverges (inf, None in probe_metrics) when all
+    r2 = r1, which is the case for a grid mapped linearly; see the module docstring.
+    """
+    a = _unique_rows(_as64(acts))
+    if len(a) < 3 or not np.isfinite(a).all():
+        return math.nan
+    d2 = _sq_distances(a)
+    np.fill_diagonal(d2, np.inf)
+    two = np.sqrt(np.partition(d2, 1, axis=1)[:, :2])
+    r1, r2 = two.min(1), two.max(1)
+    ok = r1 > 0
+    s = float(np.log(r2[ok] / r1[ok]).sum())
+    return len(r1[ok]) / s if s > 0 else math.inf
+
+
+def mle_dimension(acts, k: int = 10) -> float:
+    """Levina-Bickel (2005) maximum-likelihood intrinsic dimension from k nearest neighbours, with
+    the MacKay-Ghahramani pooling (average the per-point inverse estimates, then invert):
+    1 / d = mean_i [ 1 / (k - 1) sum_{j < k} log(T_k(i) / T_j(i)) ]. Duplicates are dropped first.
+    Using k neighbours instead of two makes it robust to the equal distances of a grid."""
+    a = _unique_rows(_as64(acts))
+    if len(a) <= k or not np.isfinite(a).all():
+        return math.nan
+    d2 = _sq_distances(a)
+    np.fill_diagonal(d2, np.inf)
+    t = np.sqrt(np.sort(np.partition(d2, k - 1, axis=1)[:, :k], axis=1))  # [n, k] ascending
+    inv = np.log(t[:, -1:] / t[:, :-1]).sum(1) / (k - 1)
+    m = float(inv.mean())
+    return 1.0 / m if m > 0 else math.inf
+
+
+def participation_ratio(acts) -> float:
+    """(sum lambda)^2 / sum lambda^2 over the eigenvalues of the activations' covariance."""
+    a = _as64(acts)
+    if _degenerate(a):
+        return math.nan
+    a = a - a.mean(0)
+    gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a  # same nonzero eigenvalues, smaller side
+    lam = np.clip(np.linalg.eigvalsh(gram), 0.0, None)  # proportional to the covariance eigenvalues
+    return float(lam.sum() ** 2 / (lam * lam).sum())
+
+
+def _angle(u: np.ndarray, v: np.ndarray) -> float:
+    nu, nv = np.linalg.norm(u), np.linalg.norm(v)
+    if nu == 0 or nv == 0:
+        return math.nan
+    return float(np.degrees(np.arccos(np.clip(u @ v / (nu * nv), -1.0, 1.0))))
+
+
+def coding_direction_angle(acts, conds, method: str = "encoding", alpha: float = 1.0) -> float:
+    """Angle in degrees, in [0, 180], between the x and the y coding directions; 90 = orthogonal.
+
+    method "encoding": the coefficients (b_x, b_y in R^D) of the least-squares regression of the
+      centred activations on centred (x, y), i.e. the directions along which the code moves when x
+      (or y) grows. Well determined for any D (two regressors), no penalty to choose.
+    method "decoding": the weight vectors of ridge regressions of x and of y on the centred
+      activations (divided by one global scale, the RMS feature standard deviation, so that
+      `alpha` means what it means for standardized features while angles are kept).
+    A factorized code (x and y in separate subspaces) gives 90 with both. 90 alone is not
+    evidence of structure: unrelated random activations give about 90 too.
+    """
+    acts, conds = _as64(acts), _as64(conds)
+    if _degenerate(acts):
+        return math.nan
+    a = acts - acts.mean(0)
+    c = conds - conds.mean(0)
+    if method == "encoding":
+        coef, *_ = np.linalg.lstsq(c, a, rcond=None)  # [2, D]
+        return _angle(coef[0], coef[1])
+    if method == "decoding":
+        scale = math.sqrt(float((a * a).mean()))
+        w = _ridge_weights(a / scale, c, alpha)  # [D, 2]
+        return _angle(w[:, 0], w[:, 1])
+    raise ValueError(f"method must be 'encoding' or 'decoding' (got {method!r})")
+
+
+def decoder_transfer(acts, conds, alpha: float = 1.0) -> tuple[float, float]:
+    """(x_transfer_r2, y_transfer_r2): decoders tested across the halves of the other coordinate.
+
+    x: a ridge decoder of x trained on the conditions with y below the middle of the probed y
+    range, tested (R^2) on those above it, and vice versa; the mean of the two. Points on the
+    middle line are left out. y: the same across the halves of the x range. The features are
+    standardized over the whole probe set (features only, no labels), not over the training half:
+    a unit silent in one half would otherwise be blown up by its tiny training-half spread.
+    Factorized code: the x code does not depend on y, the decoder transfers (close to decode_r2_x).
+    Coupled code: the x code changes with y, the transfer R^2 drops (often below 0).
+    """
+    acts, conds = _as64(acts), _as64(conds)
+    if not np.isfinite(acts).all():
+        return math.nan, math.nan
+    (z,) = _standardize(acts)
+    out = []
+    for target, other in ((0, 1), (1, 0)):
+        o = conds[:, other]
+        mid = (o.min() + o.max()) / 2
+        halves = (o < mid - 1e-9, o > mid + 1e-9)
+        scores = []
+        for train, test in (halves, halves[::-1]):
+            if train.sum() < 2 or test.sum() < 2:
+                continue
+            y_mean = conds[train, target].mean()
+            w = _ridge_weights(z[train] - z[train].mean(0), conds[train, target] - y_mean, alpha)
+            pred = (z[test] - z[train].mean(0)) @ w + y_mean
+            scores.append(_r2(conds[test, target], pred))
+        out.append(float(np.mean(scores)) if scores else math.nan)
+    return out[0], out[1]
+
+
+METRIC_KEYS = (
+    "umap_r2_x", "umap_r2_y", "decode_r2_x", "decode_r2_y", "trustworthiness", "knn_overlap",
+    "twonn_dim", "mle_dim", "participation_ratio", "xy_angle_deg", "xy_decoder_angle_deg",
+    "x_transfer_r2", "y_transfer_r2",
+)
+
+
+def probe_metrics(acts, conds, cfg: ProbeConfig, return_embedding: bool = False):
+    """All metrics of one layer as a flat {key: float or None} (keys `METRIC_KEYS`; the UMAP ones
+    are absent when cfg.umap is False). Non-finite values become None. With return_embedding,
+    (metrics, UMAP embedding [K, 3] or None).
+
+    BLAS runs single-threaded inside (threadpoolctl): these are small problems (K = 256), and
+    several multi-threaded BLAS copies (numpy's, scipy's) next to a training process made them
+    5-10x slower here through oversubscription; it also keeps the results bit-for-bit stable.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _probe_metrics(_as64(acts), _as64(conds), cfg, return_embedding)
+
+
+def _probe_metrics(acts: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, return_embedding: bool):
+    m: dict[str, float] = {}
+    embedding = None
+    if cfg.umap:
+        m["umap_r2_x"], m["umap_r2_y"], embedding = umap_r2(
+            acts, conds, cfg.umap_neighbors, cfg.umap_min_dist, cfg.umap_seed
+        )
+    m["decode_r2_x"], m["decode_r2_y"] = decoding_r2(acts, conds, cfg.ridge_alpha, cfg.cv_folds)
+    m["trustworthiness"], m["knn_overlap"] = neighbourhood_metrics(acts, conds, cfg.knn)
+    m["twonn_dim"] = twonn_dimension(acts)
+    m["mle_dim"] = mle_dimension(acts, cfg.knn)
+    m["participation_ratio"] = participation_ratio(acts)
+    m["xy_angle_deg"] = coding_direction_angle(acts, conds, "encoding")
+    m["xy_decoder_angle_deg"] = coding_direction_angle(acts, conds, "decoding", cfg.ridge_alpha)
+    m["x_transfer_r2"], m["y_transfer_r2"] = decoder_transfer(acts, conds, cfg.ridge_alpha)
+    m = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in m.items()}
+    return (m, embedding) if return_embedding else m
+
+
+def probe_model(model, data_cfg: DataConfig, probe_cfg: ProbeConfig, schedule) -> dict:
+    """Probe every layer of probe_cfg on one model: {"conditions", "heldout", "layers": {layer:
+    {"metrics": {...}, "embedding": [K, 3] or None}}}. A convenience for the training loop / CLI."""
+    conds, heldout = probe_conditions(data_cfg, probe_cfg.grid)
+    acts = capture_activations(
+        model, conds, probe_cfg.layers, probe_cfg.timestep, schedule, data_cfg.image_size, probe_cfg.noise_seed
+    )
+    layers = {}
+    for name, a in acts.items():
+        metrics, embedding = probe_metrics(a, conds, probe_cfg, return_embedding=True)
+        layers[name] = {"metrics": metrics, "embedding": embedding}
+    return {"conditions": conds, "heldout": heldout, "layers": layers}

@@ -1,0 +1,129 @@
+"""Generation scoring: the evaluation set, the pipeline under oracle denoisers, scoring in training, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from diffrep.cli import main
+from diffrep.config import make_config
+from diffrep.data import BumpDataset, in_region, render
+from diffrep.diffusion import NoiseSchedule
+from diffrep.rundir import RunDir
+from diffrep.scoring import evaluation_set, load_scores, score_model
+from diffrep.training import train
+
+
+def test_evaluation_set_is_a_grid_of_training_conditions():
+    cfg = make_config("default")
+    ev = evaluation_set(cfg)
+    assert ev.names == ["train"]
+    # 8 x 8 cell centres 2, 6, ..., 30 are lattice points themselves (dx = 1).
+    expected = np.stack(np.meshgrid(np.arange(2, 32, 4), np.arange(2, 32, 4)), -1).reshape(-1, 2)
+    np.testing.assert_array_equal(ev.conditions, expected)
+
+
+def test_evaluation_set_has_every_heldout_region_and_the_unseen_lattice():
+    holdout = [{"kind": "square", "x": 16, "y": 16, "width": 4}, {"kind": "band", "axis": "x", "x": 4, "width": 20}]
+    cfg = make_config("default", {"data.holdout": holdout, "data.keep_fraction": 0.5})
+    ev = evaluation_set(cfg)
+    assert ev.names == ["train", "heldout_0", "heldout_1", "unseen"]
+    dataset = BumpDataset(cfg.data)
+    square = ev.conditions[ev.group == 1]
+    assert len(square) == 25  # the whole 5 x 5 square, fewer than heldout_max = 64
+    assert in_region(square, cfg.data.holdout[0]).all()
+    band = ev.conditions[ev.group == 2]
+    assert len(band) == 64 and in_region(band, cfg.data.holdout[1]).all()  # 11 x 33 = 363, spread to 64
+    train_set = {tuple(c) for c in dataset.train_conditions}
+    assert all(tuple(c) in train_set for c in ev.conditions[ev.group == 0])
+    assert not any(tuple(c) in train_set for c in ev.conditions[ev.group == 3])
+
+
+class ConditionalOracle(torch.nn.Module):
+    """The exact noise predictor for a dataset holding one image per label: `draw(labels)`."""
+
+    def __init__(self, schedule, draw):
+        super().__init__()
+        self.schedule, self.draw = schedule, draw
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, labels):
+        ab = self.schedule.alpha_bar(t.cpu(), x)
+        return (x - ab.sqrt() * self.draw(labels)) / (1 - ab).sqrt()
+
+
+@pytest.mark.parametrize(
+    "draw, outcome",
+    [
+        (lambda labels: render(labels), "accurate"),
+        (lambda labels: render(labels + torch.tensor([2.0, 0.0])), "wrong"),
+        (lambda labels: torch.maximum(render(labels), render(labels.flip(1))), "several"),
+        (lambda labels: -torch.ones(len(labels), 1, 32, 32), "none"),
+    ],
+    ids=["exact", "shifted_2px", "two_bumps", "blank"],
+)
+def test_scoring_pipeline_under_oracle_denoisers(draw, outcome):
+    cfg = make_config("default", {"scoring.grid": 4})
+    # Diagonal conditions would put the mirrored bump on top of the first one: use a grid off the diagonal.
+    model = ConditionalOracle(NoiseSchedule(cfg.diffusion), draw)
+    summary, per_sample, _ = score_model(model, cfg)
+    stats = summary["groups"]["train"]
+    off_diagonal = per_sample["conditions"][:, 0] != per_sample["conditions"][:, 1]
+    if outcome == "several":
+        assert (per_sample["outcome"][off_diagonal] == 1).all()
+    else:
+        assert stats[f"frac_{outcome}"] == 1.0
+    if outcome == "accurate":
+        assert stats["median_position_error"] < 0.1
+    if outcome == "wrong":
+        np.testing.assert_allclose(per_sample["error"][:, 0], 2.0, atol=0.1)
+        assert stats["y_accuracy"] == 1.0 and stats["x_accuracy"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory):
+    cfg = make_config("tiny")
+    return train(cfg, RunDir.create(tmp_path_factory.mktemp("s") / "run", cfg), quiet=True)
+
+
+def test_training_scores_every_checkpoint_into_metrics_and_files(scored_run):
+    steps = scored_run.checkpoint_steps()
+    score_lines = [r for r in scored_run.metrics() if "score.sampler" in r]
+    assert [r["step"] for r in score_lines] == steps
+    assert all(r["score.sampler"] == "ddim5" for r in score_lines)
+    records = load_scores(scored_run, "ddim5")
+    assert [r["step"] for r in records] == steps
+    fractions = [records[-1]["groups"]["train"][f"frac_{k}"] for k in ("none", "several", "wrong", "accurate")]
+    assert sum(fractions) == pytest.approx(1.0)
+    with np.load(scored_run.path / "scores" / f"step_{steps[-1]:08d}_ddim5.npz", allow_pickle=False) as npz:
+        assert npz["conditions"].shape == (9, 2) and npz["outcome"].shape == (9,)
+    assert (scored_run.path / "scores" / f"step_{steps[-1]:08d}_ddim5.png").stat().st_size > 0
+
+
+def test_score_command_writes_results_and_a_curve(scored_run, capsys):
+    assert main(["score", str(scored_run.path), "--checkpoints", "0,40", "--steps", "3", "--tolerance", "1.0"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "curve_ddim3.png" in out
+    record = json.loads((scored_run.path / "scores" / "step_00000040_ddim3.json").read_text())
+    assert record["tolerance"] == 1.0 and record["sampler"] == "ddim3"
+    assert (scored_run.path / "scores" / "curve_ddim3.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["score", "/nonexistent/run"], "RUN_DIR"),
+        (["score", "{run}", "--checkpoints", "7"], "--checkpoint"),
+        (["score", "{run}", "--checkpoints", "zero"], "--checkpoint"),
+        (["score", "{run}", "--tolerance", "0"], "scoring.tolerance"),
+        (["score", "{run}", "--tolerance", "-1"], "scoring.tolerance"),
+        (["score", "{run}", "--steps", "0"], "scoring.sampler_steps"),
+    ],
+)
+def test_score_bad_input_is_one_line_and_exit_2(scored_run, capsys, args, names):
+    before = sorted(p.name for p in (scored_run.path / "scores").iterdir())
+    code = main([a.format(run=scored_run.path) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and names in err and "Traceback" not in err
+    assert sorted(p.name for p in (scored_run.path / "scores").iterdir()) == before
