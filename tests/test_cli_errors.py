@@ -38,12 +38,7 @@ CORRUPT_STEP = 3  # ... the newest one (with resume state) is the one damaged on
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("trained") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is faster, and much faster on a busy machine
-    try:
-        rc = main(["train", "tiny", "--run-dir", str(path), "--quiet", "--set", f"training.steps={TRAINED_STEPS}"])
-    finally:
-        torch.set_num_threads(threads)
+    rc = main(["train", "tiny", "--run-dir", str(path), "--quiet", "--set", f"training.steps={TRAINED_STEPS}"])
     assert rc == 0
     steps = sorted(int(p.name[5:13]) for p in (path / "checkpoints").glob("step_*.safetensors"))
     assert steps == EXPECTED_CHECKPOINTS, steps

@@ -1,11 +1,13 @@
 """Phase labels from representation metrics, and their comparison with generation."""
 
+import json
 import math
 
+import numpy as np
 import pytest
 
-from diffrep.config import ConfigError
-from diffrep.phases import PhaseConfig, agreement, classify, dominant_outcome, explain, rank_correlation, validate_phase_config
+from diffrep.config import ConfigError, make_config
+from diffrep.phases import agreement, classify, dominant_outcome, explain, rank_correlation
 
 # Metrics as probe_metrics returns them (values measured on the synthetic cases of test_probes.py,
 # and, for REAL_INIT, the default preset's layer4 at step 0).
@@ -77,23 +79,60 @@ def test_rank_correlation_is_nan_safe():
     assert math.isnan(rank_correlation([1, 1, 1], [1, 2, 3]).rho)
 
 
-def test_default_phase_config_is_valid():
-    validate_phase_config(PhaseConfig())
-
-
 @pytest.mark.parametrize(
-    "change, message",
+    "key, value, message",
     [
-        ({"c_min_knn_overlap": 0.0}, r"^phase\.c_min_knn_overlap: must be in \(0, 1\] \(got 0\.0\)"),
-        ({"c_min_trustworthiness": 0.4}, r"^phase\.c_min_trustworthiness: must be in \(0\.5, 1\]"),
-        ({"c_min_gain": 1.0}, r"^phase\.c_min_gain: must be in \[0, 1\)"),
-        ({"b_max_dim": float("nan")}, r"^phase\.b_max_dim: must be a number > 0"),
-        ({"b_max_pr": 0.5}, r"^phase\.b_max_pr: must be a number >= 1"),
-        ({"b_pr_fraction": 1.5}, r"^phase\.b_pr_fraction: must be in \(0, 1\]"),
-        ({"b_min_decode": "high"}, r"^phase\.b_min_decode: must be in \(0, 1\] \(got 'high'\)"),
-        ({"b_min_decode_gain": -0.1}, r"^phase\.b_min_decode_gain: must be in \[0, 1\)"),
+        ("c_min_knn_overlap", -0.1, r"^phase\.c_min_knn_overlap: must be in \[0, 1\] \(got -0\.1\)"),
+        ("c_min_trustworthiness", 0.4, r"^phase\.c_min_trustworthiness: must be in \[0\.5, 1\]"),
+        ("c_min_gain", 1.5, r"^phase\.c_min_gain: must be in \[0, 1\]"),
+        ("b_max_dim", 0, r"^phase\.b_max_dim: must be > 0"),
+        ("b_max_pr", 0.5, r"^phase\.b_max_pr: must be >= 1"),
+        ("b_pr_fraction", 1.5, r"^phase\.b_pr_fraction: must be in \[0, 1\]"),
+        ("b_min_decode", "high", r"^phase\.b_min_decode: expected a number"),
+        ("b_min_decode_gain", -0.1, r"^phase\.b_min_decode_gain: must be in \[0, 1\]"),
     ],
 )
-def test_phase_config_errors_name_the_setting(change, message):
+def test_phase_config_errors_name_the_setting(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        validate_phase_config(PhaseConfig(**change))
+        make_config("default", {f"phase.{key}": value})
+
+
+# ----------------------------------------------------------------------------
+# A whole run: probes during training, `diffrep probe`, phases.json.
+
+
+@pytest.fixture(scope="module")
+def probed_run(tmp_path_factory):
+    from diffrep.rundir import RunDir
+    from diffrep.training import train
+
+    cfg = make_config("tiny", {"training.steps": 20})
+    return train(cfg, RunDir.create(tmp_path_factory.mktemp("p") / "run", cfg), quiet=True)
+
+
+def test_training_probes_every_checkpoint_with_a_phase(probed_run):
+    steps = probed_run.checkpoint_steps()
+    lines = [r for r in probed_run.metrics() if "phase.layer4" in r]
+    assert [r["step"] for r in lines] == steps
+    assert all(r["phase.layer4"] in ("A", "B", "C") for r in lines)
+    assert all(isinstance(r["probe.layer4.knn_overlap"], float) for r in lines)
+    with np.load(probed_run.path / "probes" / f"step_{steps[-1]:08d}.npz") as npz:
+        assert npz["conditions"].shape == (36, 2)  # probe.grid = 6 in the tiny preset
+        assert npz["activations.layer4"].shape == (36, 16 * 4 * 4)
+
+
+def test_probe_command_labels_phases_and_compares_with_generation(probed_run, capsys):
+    from diffrep.cli import main
+
+    assert main(["probe", str(probed_run.path), "--layers", "layer4,mid"]) == 0
+    out = capsys.readouterr().out
+    assert "agreement with outcomes" in out and "Spearman rho" in out
+    analysis = json.loads((probed_run.path / "phases.json").read_text())
+    assert set(analysis["layers"]) == {"layer4", "mid"}
+    rows = analysis["layers"]["layer4"]["checkpoints"]
+    assert [r["step"] for r in rows] == probed_run.checkpoint_steps()
+    assert rows[0]["phase"] != "C"  # step 0 is never ordered by learning
+    # Generation at these steps is "several bumps" everywhere: phase A agrees with it.
+    assert all(r["outcome"] == "several" for r in rows)
+    assert analysis["layers"]["layer4"]["agreement"] == np.mean([r["phase"] == "A" for r in rows])
+    assert (probed_run.path / "probes" / "metrics_mid.png").stat().st_size > 0

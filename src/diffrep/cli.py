@@ -4,8 +4,9 @@
     diffrep train --resume RUN_DIR                                  continue a run exactly
     diffrep sample RUN_DIR [--checkpoint STEP] [--at X,Y ...]       a PNG grid of samples
     diffrep score RUN_DIR [--checkpoints all|STEP,...]              generation accuracy and failure modes
+    diffrep probe RUN_DIR [--checkpoints all|STEP,...]              representation metrics and phases
     diffrep config [PRESET] [--set key=value ...]                   print the resolved config
-    diffrep demo                                                    the default demo
+    diffrep demo                                                    train, score, probe, report.html
 
 Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
 """
@@ -21,7 +22,10 @@ import numpy as np
 from .config import PRESETS, ConfigError, make_config
 from .data import BumpDataset
 from .diffusion import NoiseSchedule, make_sampler, sample
+from .phases import analyze_run
 from .plots import save_sample_grid, save_score_curve
+from .probes import probe_checkpoint, write_probe
+from .report import summary_lines, write_pictures, write_report
 from .rundir import RunDir
 from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
 from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
@@ -114,10 +118,7 @@ def cmd_score(args) -> None:
     overrides = {"scoring.sampler": args.sampler, "scoring.sampler_steps": args.steps, "scoring.tolerance": args.tolerance,
                  "scoring.weights": args.weights, "scoring.seed": args.seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
-    if args.checkpoints == "all":
-        steps = run.checkpoint_steps()
-    else:
-        steps = [run.resolve_step(spec.strip()) for spec in args.checkpoints.split(",")]
+    steps = checkpoint_list(run, args.checkpoints)
     tag = sampler_tag(cfg)
     evalset = evaluation_set(cfg)
     print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
@@ -133,12 +134,43 @@ def cmd_score(args) -> None:
     print(f"scores: {run.path / 'scores'} (curve: {curve})")
 
 
+def checkpoint_list(run: RunDir, spec: str) -> list[int]:
+    """'all', 'latest' or 'S1,S2,...' -> existing checkpoint steps."""
+    if spec == "all":
+        return run.checkpoint_steps()
+    return [run.resolve_step(part.strip()) for part in spec.split(",")]
+
+
+def cmd_probe(args) -> None:
+    run = RunDir.open(args.run_dir)
+    overrides = {"probe.layers": args.layers.split(",") if args.layers else None, "probe.timestep": args.timestep,
+                 "probe.grid": args.grid}
+    cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
+    steps = checkpoint_list(run, args.checkpoints)
+    schedule = NoiseSchedule(cfg.diffusion)
+    for step in steps:
+        result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
+        write_probe(run, step, result, cfg)
+        print(f"probed step {step}", file=sys.stderr, flush=True)
+    analysis = analyze_run(run, cfg)
+    write_pictures(run, cfg, analysis)
+    for layer, summary in analysis["layers"].items():
+        print(f"layer {layer}")
+        print(f"{'step':>8} {'phase':>5} {'outcome':>9} {'accuracy':>8} {'knn_overlap':>11}")
+        for r in summary["checkpoints"]:
+            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+            knn = "-" if r["knn_overlap"] is None else f"{r['knn_overlap']:.3f}"
+            print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {acc:>8} {knn:>11}")
+    print("\n".join(summary_lines(run, cfg, analysis)))
+    print(f"probes: {run.path / 'probes'}; phases: {run.path / 'phases.json'}")
+
+
 def cmd_config(args) -> None:
     print(make_config(args.preset or "default", args.overrides).to_json())
 
 
 def cmd_demo(args) -> None:
-    """Train the default run (or finish it, if the directory holds one), then sample along it."""
+    """Train the default run (or finish it, if the directory holds one), then write its report."""
     run_dir = Path(args.run_dir)
     if (run_dir / "config.json").exists():
         if args.overrides:
@@ -149,13 +181,9 @@ def cmd_demo(args) -> None:
         cfg = make_config("default", args.overrides)
         run = new_run(run_dir, cfg)
         train(cfg, run, quiet=args.quiet)
-    cfg = run.config()
-    steps = run.checkpoint_steps()
-    conditions = default_conditions(cfg)
-    picks = sorted({steps[len(steps) // 3], steps[2 * len(steps) // 3], steps[-1]})
-    for step in picks:
-        print(f"samples: {write_samples(run, step, conditions)}")
-    print(f"run: {run.path}")
+    report, summary = write_report(run)
+    print("\n".join(summary))
+    print(f"report: {report}")
 
 
 # -- parser ---------------------------------------------------------------------
@@ -200,14 +228,26 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, help="sampling seed")
     p.set_defaults(func=cmd_score)
 
+    p = sub.add_parser("probe", help="probe representations at checkpoints and label phases A, B, C",
+                       description="Capture activations of hook points for the run's fixed probe set at checkpoints, "
+                                   "measure them, label each checkpoint's phase from the representation alone, and "
+                                   "compare with generation (phases.json, probes/*.png).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
+    p.add_argument("--layers", help="hook points, comma separated (default: the run's probe.layers, layer4)")
+    p.add_argument("--timestep", type=int, help="timestep of the shared noisy input (default: probe.timestep)")
+    p.add_argument("--grid", type=int, help="probe grid per axis (default: probe.grid)")
+    p.set_defaults(func=cmd_probe)
+
     p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
                        description=f"Print a resolved config as JSON. Presets: {presets}.")
     p.add_argument("preset", nargs="?", help=f"one of {presets}")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("demo", help="train the default run and sample along it",
-                       description="Train the default configuration (resuming it if the run directory exists), then sample.")
+    p = sub.add_parser("demo", help="train the default run, scoring and probing along the way, and write its report",
+                       description="Train the default configuration (resuming it if the run directory exists), "
+                                   "scoring and probing every checkpoint, then write report.html.")
     p.add_argument("--run-dir", default=DEMO_RUN_DIR, help=f"run directory (default {DEMO_RUN_DIR})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -121,12 +121,50 @@ class ScoringConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """How representations are probed at every checkpoint (one section of the config, `probe.*`)."""
+
+    during_training: bool = True  # probe every checkpoint as it is written (into metrics.jsonl)
+    save_activations: bool = True  # keep the activations (float16) in probes/step_*.npz
+    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (model.UNet.HOOKS or aliases)
+    # t = 999 (the last step of the default T = 1000): x_t carries no information about any image,
+    # so the activations are driven by the conditioning alone, and the prototype in PAPER.md saw the
+    # phases there (trustworthiness 0.8 -> 0.995). Must be < diffusion.timesteps (tiny preset: <= 99).
+    timestep: int = 999
+    grid: int = 16  # grid x grid conditions (cell centres) over the lattice's range: K = 256 by default
+    noise_seed: int = 0  # the one noise draw shared by all conditions
+    umap: bool = True  # compute the paper's UMAP R^2 (about 0.5 s per layer, plus ~7 s of JIT once per process)
+    umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
+    umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
+    umap_seed: int = 0  # UMAP random_state: a fixed seed makes the embedding reproducible
+    knn: int = 10  # k of trustworthiness, knn_overlap and mle_dim
+    ridge_alpha: float = 1.0  # ridge penalty on standardized activations (decoding, transfer, decoder angle)
+    cv_folds: int = 5  # folds of the cross-validated decoding R^2 (shuffled, fixed seed)
+
+
+@dataclass
+class PhaseConfig:
+    """Thresholds of the phase rule (one section of the config, `phase.*`); see the module docstring."""
+
+    c_min_knn_overlap: float = 0.75  # ordered: most k-NN in activation space are true (x, y) neighbours
+    c_min_trustworthiness: float = 0.97  # ordered: prototype reached 0.98-0.995 once ordered, 0.8 before
+    c_min_gain: float = 0.05  # ordered: knn_overlap above its value at init by at least this
+    b_max_dim: float = 3.0  # manifold: mle_dim (k-NN intrinsic dimension) at most this
+    b_max_pr: float = 3.0  # manifold: participation ratio at most this
+    b_pr_fraction: float = 0.5  # manifold: participation ratio at most this fraction of its init value
+    b_min_decode: float = 0.9  # manifold: mean decode R^2 of x and y at least this ...
+    b_min_decode_gain: float = 0.05  # ... and above its init value by at least this
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    phase: PhaseConfig = field(default_factory=PhaseConfig)
     preset: str = "default"
     version: int = CONFIG_VERSION
 
@@ -187,6 +225,10 @@ PRESETS: dict[str, dict[str, object]] = {
         "scoring.grid": 3,
         "scoring.heldout_max": 8,
         "scoring.sampler_steps": 5,
+        "probe.timestep": 99,
+        "probe.grid": 6,
+        "probe.umap": False,
+        "probe.knn": 5,
         "training.steps": 40,
         "training.batch_size": 8,
         "training.log_every": 5,
@@ -380,3 +422,34 @@ def validate(cfg: Config) -> None:
     _check(s.tolerance > 0, f"scoring.tolerance: must be > 0 (got {s.tolerance})")
     _check(-1 <= s.threshold < 1, f"scoring.threshold: must be in [-1, 1) (got {s.threshold})")
     _check(s.min_size >= 1, f"scoring.min_size: must be >= 1 (got {s.min_size})")
+
+    from .model import resolve_hook  # model.py imports this module; hook names live with the model
+
+    p = cfg.probe
+    _check(len(p.layers) >= 1 and len(set(p.layers)) == len(p.layers),
+           f"probe.layers: must be a non-empty list of distinct hook points (got {p.layers})")
+    for name in p.layers:
+        try:
+            resolve_hook(name)
+        except ConfigError as e:
+            raise ConfigError(f"probe.layers: {str(e).removeprefix('layer: ')}") from None
+    _check(0 <= p.timestep < f.timesteps,
+           f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {f.timesteps - 1}] (got {p.timestep})")
+    _check(4 <= p.grid <= 64, f"probe.grid: must be in [4, 64] (got {p.grid})")
+    k = p.grid * p.grid
+    _check(p.noise_seed >= 0, f"probe.noise_seed: must be >= 0 (got {p.noise_seed})")
+    _check(2 <= p.umap_neighbors < k,
+           f"probe.umap_neighbors: must be in [2, probe.grid^2 - 1 = {k - 1}] (got {p.umap_neighbors})")
+    _check(0 <= p.umap_min_dist <= 1, f"probe.umap_min_dist: must be in [0, 1] (got {p.umap_min_dist})")
+    _check(p.umap_seed >= 0, f"probe.umap_seed: must be >= 0 (got {p.umap_seed})")
+    _check(2 <= p.knn < k / 2, f"probe.knn: must be >= 2 and < probe.grid^2 / 2 = {k / 2:g} (got {p.knn})")
+    _check(p.ridge_alpha > 0, f"probe.ridge_alpha: must be > 0 (got {p.ridge_alpha})")
+    _check(2 <= p.cv_folds <= min(20, k), f"probe.cv_folds: must be in [2, {min(20, k)}] (got {p.cv_folds})")
+
+    ph = cfg.phase
+    for name, lo, hi in [("c_min_knn_overlap", 0, 1), ("c_min_trustworthiness", 0.5, 1), ("c_min_gain", 0, 1),
+                         ("b_pr_fraction", 0, 1), ("b_min_decode", 0, 1), ("b_min_decode_gain", 0, 1)]:
+        value = getattr(ph, name)
+        _check(lo <= value <= hi, f"phase.{name}: must be in [{lo}, {hi}] (got {value})")
+    _check(ph.b_max_dim > 0, f"phase.b_max_dim: must be > 0 (got {ph.b_max_dim})")
+    _check(ph.b_max_pr >= 1, f"phase.b_max_pr: must be >= 1 (got {ph.b_max_pr})")

@@ -108,7 +108,7 @@ class BumpDataset:
             if len(conditions) == 0:
                 raise ConfigError(
                     "data.latent_size: 'stripes' needs labels outside the frame; "
-                    f"make latent_size > image_size and the lattice reach beyond the frame"
+                    "make latent_size > image_size and the lattice reach beyond the frame"
                 )
         self.conditions = conditions
         self.heldout = np.zeros(len(conditions), dtype=bool)

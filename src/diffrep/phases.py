@@ -46,14 +46,13 @@ window the clearest change is the order dropping *below* its init value (a reorg
 
 from __future__ import annotations
 
+import json
 import math
-import numbers
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .config import ConfigError
+from .config import PhaseConfig
 
 PHASES = ("A", "B", "C")
 # The generation outcome (diffrep.detect.OUTCOMES) that each phase predicts. A: several bumps
@@ -62,49 +61,12 @@ PHASE_OUTCOMES = {"A": ("several", "none"), "B": ("wrong",), "C": ("accurate",)}
 _OUTCOME_NAMES = ("none", "several", "wrong", "accurate")  # = diffrep.detect.OUTCOMES, by index
 
 
-@dataclass
-class PhaseConfig:
-    """Thresholds of the phase rule (one section of the config, `phase.*`); see the module docstring."""
-
-    c_min_knn_overlap: float = 0.75  # ordered: most k-NN in activation space are true (x, y) neighbours
-    c_min_trustworthiness: float = 0.97  # ordered: prototype reached 0.98-0.995 once ordered, 0.8 before
-    c_min_gain: float = 0.05  # ordered: knn_overlap above its value at init by at least this
-    b_max_dim: float = 3.0  # manifold: mle_dim (k-NN intrinsic dimension) at most this
-    b_max_pr: float = 3.0  # manifold: participation ratio at most this
-    b_pr_fraction: float = 0.5  # manifold: participation ratio at most this fraction of its init value
-    b_min_decode: float = 0.9  # manifold: mean decode R^2 of x and y at least this ...
-    b_min_decode_gain: float = 0.05  # ... and above its init value by at least this
-
-
-def validate_phase_config(p: PhaseConfig) -> None:
-    """Raise ConfigError (one line naming `phase.<key>`) on a bad threshold."""
-    _range(p.c_min_knn_overlap, "c_min_knn_overlap", 0.0, 1.0, lo_open=True)
-    _range(p.c_min_trustworthiness, "c_min_trustworthiness", 0.5, 1.0, lo_open=True)
-    _range(p.c_min_gain, "c_min_gain", 0.0, 1.0, hi_open=True)
-    _check(_finite(p.b_max_dim) and p.b_max_dim > 0, f"phase.b_max_dim: must be a number > 0 (got {p.b_max_dim})")
-    _check(_finite(p.b_max_pr) and p.b_max_pr >= 1, f"phase.b_max_pr: must be a number >= 1 (got {p.b_max_pr})")
-    _range(p.b_pr_fraction, "b_pr_fraction", 0.0, 1.0, lo_open=True)
-    _range(p.b_min_decode, "b_min_decode", 0.0, 1.0, lo_open=True)
-    _range(p.b_min_decode_gain, "b_min_decode_gain", 0.0, 1.0, hi_open=True)
+# ----------------------------------------------------------------------------
+# The rule.
 
 
 def _finite(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
-
-
-def _range(v, name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
-    ok = _finite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    _check(ok, f"phase.{name}: must be in {interval} (got {v!r})")
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-# ----------------------------------------------------------------------------
-# The rule.
+    return v is not None and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _get(metrics: dict | None, key: str) -> float | None:
@@ -208,3 +170,47 @@ def rank_correlation(quality: Sequence[float | None], accuracy: Sequence[float |
         return Correlation(math.nan, math.nan, len(pairs))
     res = spearmanr(q, a)
     return Correlation(float(res.statistic), float(res.pvalue), len(pairs))
+
+
+# ----------------------------------------------------------------------------
+# A whole run: phases per checkpoint next to generation, into RUN_DIR/phases.json.
+
+QUALITY_METRIC = "knn_overlap"  # representation quality in the rank correlation: order of the (x, y) map
+
+
+def analyze_run(run, cfg) -> dict:
+    """Phase of every probed checkpoint (per layer) beside its dominant generation outcome (the
+    scores of the run's scoring sampler), their agreement and the rank correlation of
+    representation quality with accuracy. Written to RUN_DIR/phases.json and returned."""
+    from .probes import load_probes
+    from .rundir import atomic_write
+    from .scoring import load_scores, sampler_tag
+
+    tag = sampler_tag(cfg)
+    probes = load_probes(run)
+    scores = {r["step"]: r["groups"]["train"] for r in load_scores(run, tag)}
+    init = next((r["layers"] for r in probes if r["step"] == 0), {})
+    result = {"sampler": tag, "quality_metric": QUALITY_METRIC, "layers": {}}
+    for layer in cfg.probe.layers:
+        rows = []
+        for record in probes:
+            metrics = record["layers"].get(layer)
+            if metrics is None:
+                continue
+            phase, reasons = explain(metrics, init.get(layer), cfg.phase)
+            summary = scores.get(record["step"])
+            rows.append({"step": record["step"], "phase": phase, "reasons": reasons,
+                         "outcome": dominant_outcome(summary) if summary else None,
+                         "accuracy": summary["accuracy"] if summary else None,
+                         QUALITY_METRIC: metrics.get(QUALITY_METRIC)})
+        corr = rank_correlation([r[QUALITY_METRIC] for r in rows], [r["accuracy"] for r in rows])
+        agree = agreement([r["phase"] for r in rows], [r["outcome"] for r in rows])
+        first = {p: next((r["step"] for r in rows if r["phase"] == p), None) for p in PHASES}
+        result["layers"][layer] = {
+            "checkpoints": rows, "first_step": first,
+            "agreement": None if math.isnan(agree) else agree,
+            "rank_correlation": {"rho": None if math.isnan(corr.rho) else corr.rho,
+                                 "p_value": None if math.isnan(corr.p_value) else corr.p_value, "n": corr.n},
+        }
+    atomic_write(run.path / "phases.json", json.dumps(result, indent=1).encode())
+    return result

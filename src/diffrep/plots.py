@@ -74,3 +74,53 @@ def save_score_curve(records: list[dict], group: str, path: Path, title: str) ->
     fig.tight_layout()
     _atomic_savefig(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
+
+
+def spread(items: list, count: int) -> list:
+    """At most `count` items evenly spread through the list, first and last included."""
+    if len(items) <= count:
+        return list(items)
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))]
+
+
+def save_umap_grid(panels: list[tuple[int, str, np.ndarray]], conditions: np.ndarray, path: Path, title: str) -> None:
+    """3D UMAP embeddings over checkpoints, shown as their first two coordinates; one column per
+    (step, phase, embedding [K, 3]), coloured by x (top row) and by y (bottom row)."""
+    cols = len(panels)
+    fig, axes = plt.subplots(2, cols, figsize=(2.1 * cols, 4.4), squeeze=False)
+    for c, (step, phase, emb) in enumerate(panels):
+        for r, axis in enumerate("xy"):
+            ax = axes[r, c]
+            ax.scatter(emb[:, 0], emb[:, 1], c=conditions[:, r], cmap="viridis", s=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {step}  phase {phase}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"coloured by {axis}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    plt.close(fig)
+
+
+PHASE_COLOURS = {"A": "#f2f2f2", "B": "#fde9c9", "C": "#d9f2d9"}
+
+
+def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: list[str], path: Path, title: str) -> None:
+    """Representation metrics of one layer over training, each in its own panel, on the phase timeline."""
+    steps = np.array([r["step"] for r in probes])
+    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.5 * len(keys) + 0.6), sharex=True, squeeze=False)
+    for ax, key in zip(axes[:, 0], keys):
+        values = [r["layers"][layer].get(key) for r in probes]
+        ax.plot(steps, [np.nan if v is None else v for v in values], marker="o", markersize=3)
+        ax.set_ylabel(key, fontsize=8)
+        for left, right, phase in zip([r["step"] for r in rows], [r["step"] for r in rows[1:]] + [steps.max()], [r["phase"] for r in rows]):
+            ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
+    ax = axes[-1, 0]
+    ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
+    ax.set_xlabel("training step (background: phase A grey, B orange, C green)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    plt.close(fig)

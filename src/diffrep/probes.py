@@ -55,79 +55,18 @@ Metrics are pure, deterministic functions of (activations [K, D], conditions [K,
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .config import ConfigError, DataConfig
+from .config import Config, DataConfig, ProbeConfig
 from .data import in_region
 from .model import resolve_hook
-
-
-# ----------------------------------------------------------------------------
-# Settings.
-
-
-@dataclass
-class ProbeConfig:
-    """How representations are probed at every checkpoint (one section of the config, `probe.*`)."""
-
-    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (model.UNet.HOOKS or aliases)
-    # t = 999 (the last step of the default T = 1000): x_t carries no information about any image,
-    # so the activations are driven by the conditioning alone, and the prototype in PAPER.md saw the
-    # phases there (trustworthiness 0.8 -> 0.995). Must be < diffusion.timesteps (tiny preset: <= 99).
-    timestep: int = 999
-    grid: int = 16  # grid x grid conditions (cell centres) over the lattice's range: K = 256 by default
-    noise_seed: int = 0  # the one noise draw shared by all conditions
-    umap: bool = True  # compute the paper's UMAP R^2 (about 0.5 s per layer, plus ~7 s of JIT once per process)
-    umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
-    umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
-    umap_seed: int = 0  # UMAP random_state: a fixed seed makes the embedding reproducible
-    knn: int = 10  # k of trustworthiness, knn_overlap and mle_dim
-    ridge_alpha: float = 1.0  # ridge penalty on standardized activations (decoding, transfer, decoder angle)
-    cv_folds: int = 5  # folds of the cross-validated decoding R^2 (shuffled, fixed seed)
-
-
-def validate_probe_config(p: ProbeConfig, timesteps: int | None = None) -> None:
-    """Raise ConfigError (one line naming `probe.<key>`) on a bad setting.
-
-    `timesteps` (the run's diffusion.timesteps), when given, bounds `probe.timestep`.
-    """
-    _check(isinstance(p.layers, list) and len(p.layers) >= 1,
-           f"probe.layers: must be a non-empty list of hook points (got {p.layers!r})")
-    for name in p.layers:
-        try:
-            resolve_hook(name)
-        except ConfigError as e:
-            raise ConfigError(f"probe.layers: {str(e).removeprefix('layer: ')}") from None
-    _check(len(set(p.layers)) == len(p.layers), f"probe.layers: must not repeat a layer (got {p.layers})")
-    if timesteps is None:
-        _check(p.timestep >= 0, f"probe.timestep: must be >= 0 (got {p.timestep})")
-    else:
-        _check(0 <= p.timestep < timesteps,
-               f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {timesteps - 1}] (got {p.timestep})")
-    _check(4 <= p.grid <= 64, f"probe.grid: must be in [4, 64] (got {p.grid})")
-    k = p.grid * p.grid
-    _check(p.noise_seed >= 0, f"probe.noise_seed: must be >= 0 (got {p.noise_seed})")
-    _check(isinstance(p.umap, bool), f"probe.umap: must be true or false (got {p.umap!r})")
-    _check(2 <= p.umap_neighbors < k,
-           f"probe.umap_neighbors: must be in [2, probe.grid^2 - 1 = {k - 1}] (got {p.umap_neighbors})")
-    _check(0 <= p.umap_min_dist <= 1, f"probe.umap_min_dist: must be in [0, 1] (got {p.umap_min_dist})")
-    _check(p.umap_seed >= 0, f"probe.umap_seed: must be >= 0 (got {p.umap_seed})")
-    _check(2 <= p.knn < k / 2,
-           f"probe.knn: must be >= 2 and < probe.grid^2 / 2 = {k / 2:g} (got {p.knn})")
-    _check(p.ridge_alpha > 0 and math.isfinite(p.ridge_alpha),
-           f"probe.ridge_alpha: must be a finite number > 0 (got {p.ridge_alpha})")
-    _check(2 <= p.cv_folds <= min(20, k),
-           f"probe.cv_folds: must be in [2, {min(20, k)}] (at most 20 and probe.grid^2) (got {p.cv_folds})")
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
+from .rundir import RunDir, atomic_write
 
 
 # ----------------------------------------------------------------------------
@@ -156,10 +95,6 @@ def probe_input(image_size: int, timestep: int, schedule, noise_seed: int) -> to
     noise = torch.randn((1, 1, image_size, image_size), generator=torch.Generator().manual_seed(noise_seed))
     if schedule is None:
         return noise
-    if not 0 <= timestep < schedule.timesteps:
-        raise ConfigError(
-            f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {schedule.timesteps - 1}] (got {timestep})"
-        )
     blank = torch.full_like(noise, -1.0)  # background of the [-1, 1] storage: no bump
     return schedule.add_noise(blank, noise, torch.tensor([timestep]))
 
@@ -500,15 +435,51 @@ def _probe_metrics(acts: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, return
     return (m, embedding) if return_embedding else m
 
 
-def probe_model(model, data_cfg: DataConfig, probe_cfg: ProbeConfig, schedule) -> dict:
-    """Probe every layer of probe_cfg on one model: {"conditions", "heldout", "layers": {layer:
-    {"metrics": {...}, "embedding": [K, 3] or None}}}. A convenience for the training loop / CLI."""
-    conds, heldout = probe_conditions(data_cfg, probe_cfg.grid)
-    acts = capture_activations(
-        model, conds, probe_cfg.layers, probe_cfg.timestep, schedule, data_cfg.image_size, probe_cfg.noise_seed
-    )
+def probe_checkpoint(model, cfg: Config, schedule) -> dict:
+    """Probe every layer of cfg.probe on one model: {"conditions", "heldout", "layers": {layer:
+    {"metrics", "embedding" ([K, 3] or None), "activations" ([K, D])}}}."""
+    p = cfg.probe
+    conds, heldout = probe_conditions(cfg.data, p.grid)
+    acts = capture_activations(model, conds, p.layers, p.timestep, schedule, cfg.data.image_size, p.noise_seed)
     layers = {}
     for name, a in acts.items():
-        metrics, embedding = probe_metrics(a, conds, probe_cfg, return_embedding=True)
-        layers[name] = {"metrics": metrics, "embedding": embedding}
+        metrics, embedding = probe_metrics(a, conds, p, return_embedding=True)
+        layers[name] = {"metrics": metrics, "embedding": embedding, "activations": a}
     return {"conditions": conds, "heldout": heldout, "layers": layers}
+
+
+# ----------------------------------------------------------------------------
+# Probe results in the run directory: probes/step_XXXXXXXX.json (metrics) and .npz (arrays).
+
+
+def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
+    folder = run.path / "probes"
+    folder.mkdir(exist_ok=True)
+    record = {"step": step, "timestep": cfg.probe.timestep,
+              "layers": {name: layer["metrics"] for name, layer in result["layers"].items()}}
+    atomic_write(folder / f"step_{step:08d}.json", json.dumps(record, indent=1).encode())
+    arrays = {"conditions": result["conditions"], "heldout": result["heldout"]}
+    for name, layer in result["layers"].items():
+        if layer["embedding"] is not None:
+            arrays[f"umap.{name}"] = layer["embedding"]
+        if cfg.probe.save_activations:
+            arrays[f"activations.{name}"] = layer["activations"].astype(np.float16)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(folder / f"step_{step:08d}.npz", buffer.getvalue())
+
+
+def load_probes(run: RunDir) -> list[dict]:
+    """The probe records (metrics per layer) of a run, by step."""
+    folder = run.path / "probes"
+    records = [json.loads(p.read_text()) for p in folder.glob("step_*.json")] if folder.is_dir() else []
+    return sorted(records, key=lambda r: r["step"])
+
+
+def flat_record(step: int, result: dict, phases: dict[str, str]) -> dict:
+    """One metrics.jsonl line: {"step", "probe.layer4.knn_overlap", ..., "phase.layer4": "B"}."""
+    record = {"step": step}
+    for name, layer in result["layers"].items():
+        record.update({f"probe.{name}.{k}": v for k, v in layer["metrics"].items()})
+    record.update({f"phase.{name}": label for name, label in phases.items()})
+    return record

@@ -66,9 +66,10 @@ def _spread(conditions: np.ndarray, s: ScoringConfig) -> np.ndarray:
 
 
 def sampler_tag(cfg: Config) -> str:
-    """'ddim25', 'ddpm1000': the sampler and its number of steps, as in file names."""
+    """'ddim25', 'ddpm1000', 'ddim25_raw': sampler, steps and (if not EMA) weights, as in file names."""
     s = cfg.scoring
-    return f"ddim{s.sampler_steps}" if s.sampler == "ddim" else f"ddpm{cfg.diffusion.timesteps}"
+    name = f"ddim{s.sampler_steps}" if s.sampler == "ddim" else f"ddpm{cfg.diffusion.timesteps}"
+    return name if s.weights == "ema" else f"{name}_{s.weights}"
 
 
 def score_model(model, cfg: Config, evalset: EvalSet | None = None):

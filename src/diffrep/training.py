@@ -27,7 +27,10 @@ from .data import BumpDataset
 from .diffusion import NoiseSchedule
 from .model import UNet, build_model
 from .rundir import STATE_PREFIXES, CheckpointError, RunDir
-from .scoring import copy_weights, evaluation_set, flat_record, score_model, write_scores
+from . import probes, scoring
+from .phases import classify
+from .probes import load_probes, probe_checkpoint, write_probe
+from .scoring import copy_weights, evaluation_set, score_model, write_scores
 
 
 class TrainingDiverged(RuntimeError):
@@ -85,7 +88,8 @@ class Trainer:
         self.dataset = BumpDataset(self.cfg.data)
         self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
         self.step = 0
-        self.eval_model, self.evalset = None, None  # built on first use, for scoring during training
+        # Built on first use, for scoring and probing during training.
+        self.eval_model, self.evalset, self.init_probe = None, None, None
         # Sums over the current logging interval: loss, count, then per-bucket sums and counts.
         self.accum = torch.zeros(2 + 2 * t.loss_buckets, dtype=torch.float64)
 
@@ -109,20 +113,40 @@ class Trainer:
         self.run.drop_resume_state(self.cfg.training.keep_resume_state)
 
     def checkpoint(self) -> None:
-        """A scheduled checkpoint: scored first (when on), so that a kill between the two is
-        undone on resume by dropping the score line of a step that has no checkpoint."""
+        """A scheduled checkpoint: scored and probed first (when on), so that a kill before the
+        save is undone on resume by dropping the metrics lines of a step that has no checkpoint."""
         if self.cfg.scoring.during_training:
             self.score()
+        if self.cfg.probe.during_training:
+            self.probe()
         self.save()
 
-    def score(self) -> None:
+    def evaluated_model(self) -> UNet:
+        """A separate model holding the weights that scoring and probes read (EMA by default)."""
         if self.eval_model is None:
-            self.eval_model = build_model(self.cfg).to(self.device)
-            self.evalset = evaluation_set(self.cfg)
+            with torch.random.fork_rng():  # its throwaway initialization leaves the RNG state alone
+                self.eval_model = build_model(self.cfg).to(self.device)
         weights = self.ema.params if self.cfg.scoring.weights == "ema" else dict(self.model.named_parameters())
-        summary, per_sample, images = score_model(copy_weights(self.eval_model, weights), self.cfg, self.evalset)
+        return copy_weights(self.eval_model, weights)
+
+    def score(self) -> None:
+        if self.evalset is None:
+            self.evalset = evaluation_set(self.cfg)
+        summary, per_sample, images = score_model(self.evaluated_model(), self.cfg, self.evalset)
         write_scores(self.run, self.step, summary, per_sample, images)
-        self.run.append_metrics(flat_record(self.step, summary))
+        self.run.append_metrics(scoring.flat_record(self.step, summary))
+
+    def probe(self) -> None:
+        result = probe_checkpoint(self.evaluated_model(), self.cfg, self.schedule)
+        metrics = {name: layer["metrics"] for name, layer in result["layers"].items()}
+        if self.step == 0:
+            self.init_probe = metrics
+        elif self.init_probe is None:  # resumed: the initialization's metrics are on disk
+            initial = [r for r in load_probes(self.run) if r["step"] == 0]
+            self.init_probe = initial[0]["layers"] if initial else {}
+        labels = {name: classify(m, self.init_probe.get(name), self.cfg.phase) for name, m in metrics.items()}
+        write_probe(self.run, self.step, result, self.cfg)
+        self.run.append_metrics(probes.flat_record(self.step, result, labels))
 
     def load_state(self, step: int) -> bool:
         """Restore everything from a checkpoint; False if it holds weights only (no resume state)."""

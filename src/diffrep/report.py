@@ -1,0 +1,115 @@
+"""The story of one run: pictures from its scores and probes, and a self-contained report.html.
+
+Everything here reads the run directory only (config.json, scores/, probes/, phases.json), so it
+works on any run, finished or not, wherever it was trained.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .phases import analyze_run
+from .plots import save_metric_curves, save_score_curve, save_umap_grid, spread
+from .probes import load_probes
+from .rundir import RunDir, atomic_write
+from .scoring import load_scores, sampler_tag
+
+CURVE_METRICS = ["knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x", "x_transfer_r2"]
+
+
+def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
+    """Score curve, metric curves and UMAP panels per probed layer; returns the files written."""
+    written = []
+    tag = sampler_tag(cfg)
+    scores = load_scores(run, tag)
+    if scores:
+        path = run.path / "scores" / f"curve_{tag}.png"
+        save_score_curve(scores, "train", path, f"{run.path.name}: in-distribution samples, {tag}")
+        written.append(path)
+    probed = load_probes(run)
+    for layer, summary in analysis["layers"].items():
+        rows = summary["checkpoints"]
+        if not rows:
+            continue
+        path = run.path / "probes" / f"metrics_{layer}.png"
+        save_metric_curves(rows, [r for r in probed if layer in r["layers"]], layer, CURVE_METRICS, path,
+                           f"{run.path.name}: {layer}")
+        written.append(path)
+        panels, conditions = [], None
+        for r in spread(rows, 8):
+            with np.load(run.path / "probes" / f"step_{r['step']:08d}.npz") as npz:
+                if f"umap.{layer}" in npz:
+                    panels.append((r["step"], r["phase"], npz[f"umap.{layer}"]))
+                    conditions = npz["conditions"]
+        if panels:
+            path = run.path / "probes" / f"umap_{layer}.png"
+            save_umap_grid(panels, conditions, path, f"{run.path.name}: 3D UMAP of {layer} (first two coordinates)")
+            written.append(path)
+    return written
+
+
+def summary_lines(run: RunDir, cfg: Config, analysis: dict) -> list[str]:
+    """A short text summary: phase boundaries, agreement, correlation, final accuracy."""
+    lines = []
+    scores = load_scores(run, sampler_tag(cfg))
+    if scores:
+        last = scores[-1]
+        g = last["groups"]["train"]
+        lines.append(f"final accuracy (step {last['step']}, {last['sampler']}): {g['accuracy']:.3f} "
+                     f"(several {g['frac_several']:.2f}, wrong {g['frac_wrong']:.2f}, none {g['frac_none']:.2f})")
+        for group, h in last["groups"].items():
+            if group != "train":
+                lines.append(f"  {group}: accuracy {h['accuracy']:.3f}")
+    for layer, s in analysis["layers"].items():
+        first = s["first_step"]
+        rho, agree = s["rank_correlation"]["rho"], s["agreement"]
+        lines.append(f"{layer}: first A at step {first['A']}, first B at {first['B']}, first C at {first['C']}; "
+                     f"agreement with outcomes {'-' if agree is None else f'{agree:.2f}'}; "
+                     f"Spearman rho(knn_overlap, accuracy) {'-' if rho is None else f'{rho:.2f}'} (n = {s['rank_correlation']['n']})")
+    return lines
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str]]:
+    """Analyze the run's phases, draw its pictures and write RUN_DIR/report.html (images embedded).
+    Returns the report's path and its text summary."""
+    cfg = cfg or run.config()
+    analysis = analyze_run(run, cfg)
+    pictures = write_pictures(run, cfg, analysis)
+    summary = summary_lines(run, cfg, analysis)
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>diffrep: {e(run.path.name)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
+             "td,th{padding:2px 8px;text-align:right}pre{background:#f6f6f6;padding:8px;overflow:auto}</style>",
+             f"</head><body><h1>diffrep run {e(run.path.name)}</h1>"]
+    parts.append("<h2>Summary</h2><ul>" + "".join(f"<li>{e(line)}</li>" for line in summary) + "</ul>")
+    for p in pictures:
+        parts.append(f"<h2>{e(p.stem)}</h2>{_img(p, p.stem)}")
+    for layer, s in analysis["layers"].items():
+        parts.append(f"<h2>Phases and generation, {e(layer)}</h2><table><tr><th>step</th><th>phase</th>"
+                     "<th>dominant outcome</th><th>accuracy</th><th>knn_overlap</th><th>why</th></tr>")
+        for r in s["checkpoints"]:
+            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+            knn = "-" if r["knn_overlap"] is None else f"{r['knn_overlap']:.3f}"
+            parts.append(f"<tr><td>{r['step']}</td><td>{e(r['phase'])}</td><td>{e(str(r['outcome']))}</td>"
+                         f"<td>{acc}</td><td>{knn}</td><td style='text-align:left'>{e('; '.join(r['reasons']))}</td></tr>")
+        parts.append("</table>")
+    samples = sorted((run.path / "scores").glob(f"step_*_{sampler_tag(cfg)}.png")) if (run.path / "scores").is_dir() else []
+    if samples:
+        parts.append("<h2>Samples over training (in-distribution evaluation set)</h2>")
+        for p in spread(samples, 6):
+            parts.append(f"<h3>{e(p.stem)}</h3>{_img(p, p.stem)}")
+    parts.append(f"<h2>Config</h2><pre>{e(json.dumps(cfg.to_dict(), indent=2))}</pre></body></html>")
+    path = run.path / "report.html"
+    atomic_write(path, "\n".join(parts).encode())
+    return path, summary

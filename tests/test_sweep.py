@@ -1,0 +1,352 @@
+"""Sweeps: grid expansion and parsing, the local and Ray backends, skip / resume / failure, aggregation.
+
+The runs are tiny (10 steps, no scoring or probing, a few seconds each); one run with scoring
+on feeds the aggregation test.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from diffrep.config import ConfigError, make_config
+from diffrep.rundir import RunDir
+from diffrep.sweep import (
+    aggregate,
+    by_setting,
+    expand_grid,
+    load_sweep,
+    parse_grid,
+    parse_seeds,
+    prepare_sweep_dir,
+    run_sweep,
+    time_to,
+    varying_keys,
+    write_table,
+)
+from diffrep.training import train
+
+STEPS = 10
+QUICK = {"training.steps": STEPS, "probe.during_training": False, "scoring.during_training": False}
+GRID = {"training.lr": [1e-3, 2e-3]}
+
+
+def base():
+    return make_config("tiny", QUICK)
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Every file of a run with its mtime and size: what a skipped run must leave as it was."""
+    return {str(p.relative_to(run_dir)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def is_finished(run_dir: Path) -> bool:
+    return (run_dir / "checkpoints" / f"step_{STEPS:08d}.safetensors").is_file()
+
+
+# -- grid ---------------------------------------------------------------------------
+
+
+def test_expand_grid_counts_and_names():
+    points = expand_grid(base(), {"training.lr": [1e-3, 3e-4], "data.dx": [0.5, 2, 4.0]}, [0, 1])
+    assert len(points) == 2 * 3 * 2
+    names = [name for name, _ in points]
+    assert len(set(names)) == len(names)
+    assert names[0] == "data.dx=0.5,training.lr=0.001,seed=0"  # keys sorted, seed last
+    assert "data.dx=2,training.lr=0.0003,seed=1" in names
+    cfg = dict(points)["data.dx=4.0,training.lr=0.001,seed=1"]
+    assert (cfg.data.dx, cfg.training.lr, cfg.training.seed) == (4.0, 1e-3, 1)
+    assert cfg.training.steps == STEPS  # the base config is kept
+    # No grid: one run per seed.
+    assert [name for name, _ in expand_grid(base(), {}, [3, 4])] == ["seed=3", "seed=4"]
+
+
+def test_run_names_are_filesystem_safe_short_and_unique():
+    holdouts = [[{"kind": "square", "x": x, "y": 8, "width": w}] for x in (4, 8, 12) for w in (2, 4, 6, 8)]
+    grid = {"data.holdout": holdouts, "model.widths": [[8, 16, 16], [4, 8, 8]], "scoring.sampler": ["ddim", "ddpm"]}
+    names = [name for name, _ in expand_grid(base(), grid, [0])]
+    assert len(set(names)) == len(names) == 12 * 2 * 2
+    for name in names:
+        assert len(name) <= 100
+        assert all(ch.isalnum() or ch in "._+-=," for ch in name), name
+        assert not name.startswith(".")
+    assert "model.widths=8_16_16,scoring.sampler=ddim,seed=0" in [n.split(",", 1)[1] for n in names]
+
+
+@pytest.mark.parametrize("grid, seeds, needle", [
+    ({"training.lrr": [1e-3]}, [0], "training.lrr: unknown setting"),
+    ({"training.lr": [1e-3, -1]}, [0], "training.lr: must be > 0"),
+    ({"data.sigma": ["wide"]}, [0], "data.sigma: expected a number"),
+    ({"training.lr": []}, [0], "--grid: training.lr"),
+    ({"training.lr": 1e-3}, [0], "--grid: training.lr"),
+    ({"training.lr": [1e-3, 1e-3]}, [0], "--grid: training.lr lists a value twice"),
+    ({"data.dx": [1, 1.0]}, [0], "--grid:"),  # the same config twice
+    ({"training.seed": [1, 2]}, [0], "--grid: training.seed is set by --seeds"),
+    ({"training.lr": [1e-3]}, [0, 1, 0], "--seeds:"),
+    ({"training.lr": [1e-3]}, [], "--seeds:"),
+    ({"training.lr": [1e-3]}, [1.5], "--seeds:"),
+])
+def test_expand_grid_rejects_bad_points_with_one_line(grid, seeds, needle):
+    with pytest.raises(ConfigError) as e:
+        expand_grid(base(), grid, seeds)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_parse_grid_values_are_json_else_strings():
+    grid = parse_grid(["training.lr=1e-3,3e-4", "scoring.sampler=ddim,ddpm", "model.widths=[8,16,16], [4, 8, 8]",
+                       'data.holdout=[{"kind": "band", "x": 8, "width": 2}],[]', "data.periodic=true,false"])
+    assert grid == {
+        "training.lr": [1e-3, 3e-4],
+        "scoring.sampler": ["ddim", "ddpm"],
+        "model.widths": [[8, 16, 16], [4, 8, 8]],
+        "data.holdout": [[{"kind": "band", "x": 8, "width": 2}], []],
+        "data.periodic": [True, False],
+    }
+    assert len(expand_grid(base(), grid, [0])) == 2 * 2 * 2 * 2 * 2
+
+
+@pytest.mark.parametrize("items", [["training.lr"], ["=1,2"], ["training.lr="], ["training.lr=1,,2"],
+                                   ["model.widths=[8,16"], ["training.lr=1", "training.lr=2"]])
+def test_parse_grid_rejects_malformed_items(items):
+    with pytest.raises(ConfigError, match="^--grid: ") as e:
+        parse_grid(items)
+    assert "\n" not in str(e.value)
+
+
+def test_parse_seeds():
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    with pytest.raises(ConfigError, match="^--seeds: "):
+        parse_seeds("a,b")
+
+
+# -- local backend ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """A 2 x 1 grid x 1 seed, run once by the local backend."""
+    sweep_dir = tmp_path_factory.mktemp("local") / "sweep"
+    start = time.perf_counter()
+    results = run_sweep(sweep_dir, base(), GRID, [0], workers=2, quiet=True)
+    return sweep_dir, results, time.perf_counter() - start
+
+
+def test_local_sweep_finishes_every_run(local_sweep):
+    sweep_dir, results, _ = local_sweep
+    names = [name for name, _ in expand_grid(base(), GRID, [0])]
+    assert [r["name"] for r in results] == names
+    assert [r["status"] for r in results] == ["finished", "finished"]
+    assert all(r["error"] is None and r["seconds"] > 0 for r in results)
+    for name, cfg in expand_grid(base(), GRID, [0]):
+        run = RunDir.open(sweep_dir / "runs" / name)
+        assert run.config() == cfg
+        assert run.checkpoint_steps()[-1] == STEPS
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    assert manifest["grid"] == GRID and manifest["seeds"] == [0] and manifest["runs"] == names
+    assert load_sweep(sweep_dir) == (base(), GRID, [0])
+
+
+def test_rerun_skips_finished_runs_and_rewrites_nothing(local_sweep, capsys):
+    sweep_dir, _, _ = local_sweep
+    runs = sorted((sweep_dir / "runs").iterdir())
+    before = {run: snapshot(run) for run in runs}
+    start = time.perf_counter()
+    # The same grid with its values in another order is the same sweep.
+    results = run_sweep(sweep_dir, base(), {"training.lr": [2e-3, 1e-3]}, [0], workers=2)
+    assert time.perf_counter() - start < 5  # no worker process was started
+    assert [r["status"] for r in results] == ["skipped", "skipped"]
+    assert {run: snapshot(run) for run in runs} == before
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all("skipped" in line for line in out)
+
+
+@pytest.mark.parametrize("grid, seeds, other", [
+    ({"training.lr": [1e-3, 3e-3]}, [0], {}),
+    (GRID, [0, 1], {}),
+    (GRID, [0], {"training.batch_size": 4}),
+])
+def test_another_sweep_on_the_same_dir_is_refused(local_sweep, grid, seeds, other):
+    sweep_dir, _, _ = local_sweep
+    before = snapshot(sweep_dir)
+    with pytest.raises(ConfigError) as e:
+        run_sweep(sweep_dir, base().with_overrides(other), grid, seeds, quiet=True)
+    assert str(e.value).startswith(f"{sweep_dir}: ") and "\n" not in str(e.value)
+    assert snapshot(sweep_dir) == before
+
+
+def test_sweep_dir_that_is_a_run_or_holds_other_files_is_refused(local_sweep, tmp_path):
+    sweep_dir, _, _ = local_sweep
+    run_dir = next((sweep_dir / "runs").iterdir())
+    with pytest.raises(ConfigError, match="is a run directory"):
+        run_sweep(run_dir, base(), GRID, [0], quiet=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        run_sweep(tmp_path, base(), GRID, [0], quiet=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    points = expand_grid(base(), GRID, [0])
+    prepare_sweep_dir(sweep_dir, base(), GRID, [0], [name for name, _ in points])
+    broken = sweep_dir / "runs" / points[0][0]
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    results = run_sweep(sweep_dir, base(), GRID, [0], workers=2, quiet=True)
+    assert [r["status"] for r in results] == ["failed", "finished"]
+    error = results[0]["error"]
+    assert error.startswith("ConfigError: ") and "config.json" in error and "\n" not in error
+    assert (broken / "config.json").read_text() == "{not json"  # left for the user to inspect
+    assert is_finished(sweep_dir / "runs" / points[1][0])
+
+
+# -- killed midway, then resumed ---------------------------------------------------
+
+
+KILL_SCRIPT = """
+import sys
+from diffrep.config import make_config
+from diffrep.sweep import run_sweep
+run_sweep(sys.argv[1], make_config("tiny", {quick!r}), {{"training.lr": [1e-3, 2e-3, 3e-3]}}, [0], workers=1, quiet=True)
+"""
+
+
+def processes_in_group(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group, from /proc."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in "ZX":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
+def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(quick=QUICK), str(sweep_dir)],
+                            start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 180
+        while not (sweep_dir / "runs").is_dir() or not any(map(is_finished, (sweep_dir / "runs").iterdir())):
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep process only: its worker must not train on as an orphan
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while processes_in_group(proc.pid):
+            assert time.monotonic() < deadline, f"orphaned workers still running: {processes_in_group(proc.pid)}"
+            time.sleep(0.1)
+    finally:
+        for pid in processes_in_group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.stderr.close()
+
+    runs = sweep_dir / "runs"
+    finished = {run.name: snapshot(run) for run in runs.iterdir() if is_finished(run)}
+    assert 1 <= len(finished) < 3, "the kill should land midway"
+    results = run_sweep(sweep_dir, base(), {"training.lr": [1e-3, 2e-3, 3e-3]}, [0], quiet=True)
+    statuses = {r["name"]: r["status"] for r in results}
+    assert all(statuses[name] == "skipped" for name in finished)
+    assert all(status == "finished" for name, status in statuses.items() if name not in finished), results
+    assert all(is_finished(run) for run in runs.iterdir()) and len(list(runs.iterdir())) == 3
+    assert {name: snapshot(runs / name) for name in finished} == finished
+
+
+# -- ray backend --------------------------------------------------------------------
+
+
+def test_ray_backend_runs_the_grid(tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9')")
+    assert not ray.is_initialized()
+    results = run_sweep(tmp_path / "sweep", base(), GRID, [0], backend="ray", workers=2, quiet=True)
+    assert [r["status"] for r in results] == ["finished", "finished"], results
+    assert all(is_finished(tmp_path / "sweep" / "runs" / r["name"]) for r in results)
+    assert not ray.is_initialized()  # the local instance it started is shut down
+    # Finished runs are skipped without starting Ray at all.
+    again = run_sweep(tmp_path / "sweep", base(), GRID, [0], backend="ray", quiet=True)
+    assert [r["status"] for r in again] == ["skipped", "skipped"]
+
+
+def test_bad_backend_options_are_refused(tmp_path):
+    for kwargs, flag in [({"backend": "slurm"}, "--backend"), ({"workers": 0}, "--workers"),
+                         ({"cpus_per_run": 0}, "--cpus-per-run"), ({"address": "auto"}, "--address")]:
+        with pytest.raises(ConfigError, match=f"^{flag}: "):
+            run_sweep(tmp_path / "sweep", base(), GRID, [0], quiet=True, **kwargs)
+    assert not (tmp_path / "sweep").exists()
+
+
+# -- aggregation --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scored_run(tmp_path_factory):
+    cfg = make_config("tiny", {"training.steps": STEPS, "probe.during_training": False})
+    return train(cfg, RunDir.create(tmp_path_factory.mktemp("scored") / "scored", cfg), quiet=True)
+
+
+def test_aggregate_has_one_row_per_run_and_checkpoint(local_sweep, scored_run, tmp_path):
+    sweep_dir, _, _ = local_sweep
+    rows = aggregate([str(sweep_dir), str(scored_run.path), str(sweep_dir)])  # a folder twice: its runs once
+    runs = sorted((sweep_dir / "runs").iterdir()) + [scored_run.path]
+    expected = sorted((str(run), step) for run in runs for step in RunDir(run).checkpoint_steps())
+    assert sorted((r["run"], r["step"]) for r in rows) == expected
+    scored = [r for r in rows if r["run"] == str(scored_run.path)]
+    assert all(0 <= r["score.train.accuracy"] <= 1 and r["score.sampler"] == "ddim5" for r in scored)
+    assert all("score.train.accuracy" not in r for r in rows if r["run"] != str(scored_run.path))
+    last = [r for r in rows if r["step"] == STEPS]
+    assert all("loss" in r for r in last)  # the training line of the last step is merged in
+    assert all(r["training.steps"] == STEPS and r["model.widths"] == "[8, 16, 16]" for r in rows)
+    assert {"training.lr", "scoring.during_training"} <= set(varying_keys(rows))
+    assert "training.steps" not in varying_keys(rows)
+
+    path = write_table(rows, tmp_path / "table.csv")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        back = list(reader)
+    assert len(back) == len(rows)
+    assert reader.fieldnames[:3] == ["run", "name", "step"]
+    assert set(reader.fieldnames) == {k for r in rows for k in r}
+    assert [(r["run"], int(r["step"])) for r in back] == [(r["run"], r["step"]) for r in rows]
+    first_scored = next(i for i, r in enumerate(rows) if "score.train.accuracy" in r)
+    assert float(back[first_scored]["score.train.accuracy"]) == rows[first_scored]["score.train.accuracy"]
+
+
+def test_aggregate_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such directory"):
+        aggregate([str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match="no run directories"):
+        aggregate([str(tmp_path)])
+
+
+def test_time_to_and_by_setting():
+    def row(run, step, lr, seed, **metrics):
+        return {"run": run, "name": run, "step": step, "training.lr": lr, "training.seed": seed, **metrics}
+
+    rows = [
+        row("a", 0, 1e-3, 0, **{"score.train.accuracy": 0.0, "phase.layer4": "A"}),
+        row("a", 10, 1e-3, 0, **{"score.train.accuracy": 0.95, "phase.layer4": "C"}),
+        row("a", 5, 1e-3, 0, **{"score.train.accuracy": 0.9, "phase.layer4": "B"}),
+        row("b", 0, 1e-3, 1, **{"score.train.accuracy": 0.1, "phase.layer4": "A"}),
+        row("b", 10, 1e-3, 1, **{"score.train.accuracy": 0.5, "phase.layer4": "B"}),
+        row("c", 0, 2e-3, 0),  # not scored
+    ]
+    assert time_to(rows, "score.train.accuracy", 0.9) == {"a": 5, "b": None, "c": None}
+    assert time_to(rows, "phase.layer4", "C") == {"a": 10, "b": None, "c": None}
+    groups = by_setting(rows, time_to(rows, "score.train.accuracy", 0.9))
+    assert groups == [{"setting": {"training.lr": 1e-3}, "runs": ["a", "b"], "values": [5, None]},
+                      {"setting": {"training.lr": 2e-3}, "runs": ["c"], "values": [None]}]
