@@ -82,6 +82,15 @@ def test_run_names_are_filesystem_safe_short_and_unique():
     assert "model.widths=8_16_16,scoring.sampler=ddim,seed=0" in [n.split(",", 1)[1] for n in names]
 
 
+def test_names_that_sanitizing_makes_equal_get_a_hash(monkeypatch):
+    import diffrep.sweep
+
+    monkeypatch.setattr(diffrep.sweep, "_format", lambda value: "same")
+    names = [name for name, _ in expand_grid(base(), GRID, [0, 1])]
+    assert len(set(names)) == 4
+    assert names[0].startswith("training.lr=same,seed=0-") and names[2].startswith("training.lr=same,seed=0-")
+
+
 @pytest.mark.parametrize("grid, seeds, needle", [
     ({"training.lrr": [1e-3]}, [0], "training.lrr: unknown setting"),
     ({"training.lr": [1e-3, -1]}, [0], "training.lr: must be > 0"),
@@ -236,13 +245,14 @@ def processes_in_group(pgid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
 def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(quick=QUICK), str(sweep_dir)],
-                            start_new_session=True, stderr=subprocess.PIPE)
+    sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
+    with open(log, "wb") as stderr:  # a file, not a pipe nobody drains
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(quick=QUICK), str(sweep_dir)],
+                                start_new_session=True, stderr=stderr)
     try:
         deadline = time.monotonic() + 180
         while not (sweep_dir / "runs").is_dir() or not any(map(is_finished, (sweep_dir / "runs").iterdir())):
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "no run finished in time"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)  # the sweep process only: its worker must not train on as an orphan
@@ -252,9 +262,11 @@ def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
             assert time.monotonic() < deadline, f"orphaned workers still running: {processes_in_group(proc.pid)}"
             time.sleep(0.1)
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         for pid in processes_in_group(proc.pid):
             os.kill(pid, signal.SIGKILL)
-        proc.stderr.close()
 
     runs = sweep_dir / "runs"
     finished = {run.name: snapshot(run) for run in runs.iterdir() if is_finished(run)}
@@ -350,3 +362,28 @@ def test_time_to_and_by_setting():
     groups = by_setting(rows, time_to(rows, "score.train.accuracy", 0.9))
     assert groups == [{"setting": {"training.lr": 1e-3}, "runs": ["a", "b"], "values": [5, None]},
                       {"setting": {"training.lr": 2e-3}, "runs": ["c"], "values": [None]}]
+
+
+def test_sweep_and_aggregate_commands_end_to_end(tmp_path, capsys):
+    import csv
+
+    from diffrep.cli import main
+
+    sweep_dir = tmp_path / "sweep"
+    args = ["sweep", "tiny", "--grid", "training.lr=0.001,0.002", "--sweep-dir", str(sweep_dir),
+            "--set", "training.steps=5", "--workers", "1", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "training.lr=0.001: steps to 90% accuracy" in out and (sweep_dir / "report.html").exists()
+    with open(sweep_dir / "table.csv") as f:
+        rows = list(csv.DictReader(f))
+    # tiny at 5 steps: checkpoints 0, 1, 2, 5 (log-spaced 1, 2, 5) per run
+    assert sorted((r["training.lr"], int(r["step"])) for r in rows) == [
+        (lr, s) for lr in ("0.001", "0.002") for s in (0, 1, 2, 5)]
+    assert main(["aggregate", str(sweep_dir), "--out", str(tmp_path / "t.csv")]) == 0
+    with open(tmp_path / "t.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    assert main(["sweep", "tiny", "--grid", "training.lr", "--sweep-dir", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--grid" in err
+    assert not (tmp_path / "bad").exists()

@@ -186,3 +186,32 @@ def test_resume_of_a_finished_run_changes_nothing(reference, tmp_path):
     assert {p.name: p.read_bytes() for p in (copy / "checkpoints").iterdir()} == before
     assert deterministic_metrics(RunDir(copy)) == deterministic_metrics(reference)
     assert os.path.exists(copy / "config.json")
+
+
+def test_full_disk_during_a_checkpoint_is_a_clean_error_and_loses_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from diffrep import rundir
+    from diffrep.cli import main
+
+    real_open = open
+
+    def open_that_fills_the_disk(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and ".tmp" in str(file) and "checkpoints" in str(file):
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return f
+
+    longer = tmp_path / "run"
+    assert main(["train", "tiny", "--run-dir", str(longer), "--quiet", "--set", "training.steps=40"]) == 0
+    before = {p.name: p.read_bytes() for p in (longer / "checkpoints").iterdir()}
+    (longer / "checkpoints" / "step_00000040.safetensors").unlink()  # as if killed before the last save
+    monkeypatch.setattr(rundir, "open", open_that_fills_the_disk, raising=False)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(longer), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "Traceback" not in err
+    after = {p.name: p.read_bytes() for p in (longer / "checkpoints").iterdir()}
+    assert after == {k: v for k, v in before.items() if k != "step_00000040.safetensors"}  # nothing damaged
+    assert not list(longer.rglob(".*.tmp*"))  # no partial file left behind

@@ -7,6 +7,8 @@
     diffrep probe RUN_DIR [--checkpoints all|STEP,...]              representation metrics and phases
     diffrep config [PRESET] [--set key=value ...]                   print the resolved config
     diffrep demo                                                    train, score, probe, report.html
+    diffrep sweep [PRESET] --grid KEY=V1,V2 --seeds 0,1 --sweep-dir D [--backend local|ray]
+    diffrep aggregate DIR... [--out table.csv]                      one row per run and checkpoint
 
 Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
 """
@@ -25,12 +27,17 @@ from .diffusion import NoiseSchedule, make_sampler, sample
 from .phases import analyze_run
 from .plots import save_sample_grid, save_score_curve
 from .probes import probe_checkpoint, write_probe
-from .report import summary_lines, write_pictures, write_report
+from .report import summary_lines, write_pictures, write_report, write_sweep_report
 from .rundir import RunDir
 from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
+from .sweep import aggregate, load_sweep, parse_grid, parse_seeds, run_sweep, write_table
 from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
 
 DEMO_RUN_DIR = "runs/demo"
+
+
+class SweepFailed(RuntimeError):
+    """Some runs of a sweep failed (each is reported); the others finished."""
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -165,6 +172,37 @@ def cmd_probe(args) -> None:
     print(f"probes: {run.path / 'probes'}; phases: {run.path / 'phases.json'}")
 
 
+def cmd_sweep(args) -> None:
+    if args.resume:
+        if args.preset or args.overrides or args.grid or args.seeds:
+            raise ConfigError("--resume: takes no PRESET, --set, --grid or --seeds; the sweep's sweep.json holds them")
+        base, grid, seeds = load_sweep(args.resume)
+        sweep_dir = Path(args.resume)
+    else:
+        if not args.sweep_dir:
+            raise ConfigError("--sweep-dir: required for a new sweep (where its runs and report go)")
+        base = make_config(args.preset or "default", args.overrides)
+        grid, seeds, sweep_dir = parse_grid(args.grid), parse_seeds(args.seeds or "0"), Path(args.sweep_dir)
+    results = run_sweep(sweep_dir, base, grid, seeds, backend=args.backend, workers=args.workers, address=args.address,
+                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
+                        max_retries=args.max_retries, quiet=args.quiet)
+    rows = aggregate([str(sweep_dir)])
+    table = write_table(rows, sweep_dir / "table.csv")
+    report, lines = write_sweep_report(sweep_dir, rows)
+    print("\n".join(lines))
+    print(f"table: {table}\nreport: {report}")
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        print(f"diffrep: run {r['name']} failed: {r['error']}", file=sys.stderr)
+    if failed:
+        raise SweepFailed(f"{len(failed)} of {len(results)} runs failed")
+
+
+def cmd_aggregate(args) -> None:
+    rows = aggregate(args.dirs)
+    print(f"table: {write_table(rows, Path(args.out))} ({len(rows)} rows: one per run and checkpoint)")
+
+
 def cmd_config(args) -> None:
     print(make_config(args.preset or "default", args.overrides).to_json())
 
@@ -239,6 +277,31 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--grid", type=int, help="probe grid per axis (default: probe.grid)")
     p.set_defaults(func=cmd_probe)
 
+    p = sub.add_parser("sweep", help="train a grid of settings x seeds, locally or on a Ray cluster",
+                       description="Run one run directory per grid point and seed under SWEEP_DIR/runs, skipping "
+                                   "finished runs and resuming interrupted ones, then write table.csv and report.html.")
+    p.add_argument("preset", nargs="?", help=f"one of {presets} (default: default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a swept setting (repeatable)")
+    p.add_argument("--seeds", help="training seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    p.add_argument("--sweep-dir", help="where the sweep goes")
+    p.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep with its own settings")
+    p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool (default) or ray")
+    p.add_argument("--workers", type=int, help="local: runs at once (default: cores / --cpus-per-run)")
+    p.add_argument("--address", help="ray: the cluster address (default: start a local Ray instance)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="CPU cores per run (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0, help="ray: GPUs per run, fractions allowed (default 0)")
+    p.add_argument("--max-retries", type=int, default=2, help="ray: retries of a run whose worker was lost (default 2)")
+    p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("aggregate", help="one table (CSV) of every run and checkpoint under some directories",
+                       description="Read run directories (found recursively) into one pandas-ready CSV: a row per run "
+                                   "and checkpoint, with the run's config and that checkpoint's metrics.")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--out", default="table.csv", help="CSV path (default table.csv)")
+    p.set_defaults(func=cmd_aggregate)
+
     p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
                        description=f"Print a resolved config as JSON. Presets: {presets}.")
     p.add_argument("preset", nargs="?", help=f"one of {presets}")
@@ -262,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"diffrep: error: {e}", file=sys.stderr)
         return 2
-    except TrainingDiverged as e:
+    except (TrainingDiverged, SweepFailed) as e:
         print(f"diffrep: error: {e}", file=sys.stderr)
         return 1
     except TrainingInterrupted as e:

@@ -124,3 +124,24 @@ def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: l
     fig.tight_layout()
     _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
+
+
+def save_setting_curves(groups: list[dict], key: str, path: Path, title: str) -> None:
+    """One curve per setting of `key` over steps: the mean over seeds, with a min-max band.
+    groups: [{"label": str, "runs": [[(step, value), ...] per run]}]."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for g in groups:
+        common = sorted(set.intersection(*(set(s for s, _ in run) for run in g["runs"]))) if g["runs"] else []
+        if not common:
+            continue
+        values = np.array([[dict(run)[s] for s in common] for run in g["runs"]], dtype=float)
+        line, = ax.plot(common, values.mean(0), label=f"{g['label']} (n={len(values)})")
+        ax.fill_between(common, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(key)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    plt.close(fig)

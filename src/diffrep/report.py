@@ -113,3 +113,37 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
     path = run.path / "report.html"
     atomic_write(path, "\n".join(parts).encode())
     return path, summary
+
+
+def write_sweep_report(sweep_dir: Path, rows: list[dict], layer: str = "layer4") -> tuple[Path, list[str]]:
+    """Compare the runs of a sweep (aggregate rows): accuracy per setting with seeds as bands, and
+    per setting the steps to 90% accuracy and to phase C. Writes report.html and summary.json."""
+    from .plots import save_setting_curves
+    from .sweep import by_setting, time_to
+
+    to_accuracy = time_to(rows, "score.train.accuracy", 0.9)
+    to_c = time_to(rows, f"phase.{layer}", "C")
+    settings = by_setting(rows, to_accuracy)
+    lines, summary, groups = [], [], []
+    for g in settings:
+        label = ", ".join(f"{k}={v}" for k, v in g["setting"].items()) or "all runs"
+        c_steps = [to_c.get(run) for run in g["runs"]]
+        summary.append({"setting": g["setting"], "runs": g["runs"], "steps_to_accuracy_0.9": g["values"],
+                        "steps_to_phase_C": c_steps})
+        lines.append(f"{label}: steps to 90% accuracy {g['values']}, to phase C {c_steps} (per seed)")
+        curves = [[(r["step"], float(r["score.train.accuracy"])) for r in rows
+                   if r["run"] == run and r.get("score.train.accuracy") not in (None, "")] for run in g["runs"]]
+        groups.append({"label": label, "runs": [c for c in curves if c]})
+    sweep_dir = Path(sweep_dir)
+    atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=1).encode())
+    picture = sweep_dir / "accuracy.png"
+    save_setting_curves(groups, "score.train.accuracy", picture, f"{sweep_dir.name}: accuracy per setting (band: seeds)")
+    e = html.escape
+    body = "".join(f"<li>{e(line)}</li>" for line in lines)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>diffrep sweep {e(sweep_dir.name)}</title>"
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}img{{max-width:100%}}</style></head>"
+            f"<body><h1>diffrep sweep {e(sweep_dir.name)}</h1><ul>{body}</ul>{_img(picture, 'accuracy per setting')}"
+            f"</body></html>")
+    path = sweep_dir / "report.html"
+    atomic_write(path, page.encode())
+    return path, lines

@@ -18,8 +18,12 @@ run starts. Invoking a sweep again on the same SWEEP_DIR with the same base conf
 seeds therefore finishes what is left; with a different one it is refused (ConfigError), so a
 sweep directory always holds exactly the runs its sweep.json describes.
 
-Two backends run the same unit of work, `run_one` (one run, in its own process):
-  local  a ProcessPoolExecutor (spawn) on this machine; workers x torch threads <= cores
+Two backends run the same unit of work, `run_one` (one run, in a worker process):
+  local  a ProcessPoolExecutor (spawn) on this machine; workers x torch threads <= cores.
+         Ctrl-C: queued runs never start, runs in flight write a checkpoint and stop, and
+         TrainingInterrupted is raised. If the sweep process is killed, its workers notice
+         within a second and exit (no orphan keeps training or holding a run's lock).
+         A script calling run_sweep needs the usual `if __name__ == "__main__":` guard (spawn).
   ray    one Ray task per run, on a local Ray instance or an existing cluster (`address`);
          a run whose worker or node is lost is retried by Ray (`max_retries`) and resumes from
          its last checkpoint. On a cluster, SWEEP_DIR must be on a filesystem every node
@@ -28,7 +32,10 @@ A failing run (a bad config.json, a diverged loss, a full disk) is reported as f
 one-line error; the other runs go on.
 
 `aggregate` reads run directories only (not sweep.json), so it also works on runs made by
-hand with `diffrep train`, and on several sweeps at once; `write_table` writes its rows as CSV.
+hand with `diffrep train`, and on several sweeps at once: one row per run and checkpoint,
+every config setting as a `section.key` column next to that checkpoint's metrics.
+`write_table` writes the rows as CSV; `time_to` and `by_setting` summarize them (e.g. the
+first step each run reaches 90% accuracy, or phase C, grouped over seeds).
 
 The CLI wiring (cli.py):
     diffrep sweep:      run_sweep(sweep_dir, make_config(preset, overrides), parse_grid(grid_items),
@@ -39,6 +46,7 @@ The CLI wiring (cli.py):
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import csv
 import hashlib
@@ -170,10 +178,10 @@ def expand_grid(base: Config, grid: dict[str, list], seeds: list[int]) -> list[t
         seen[text] = point
 
     names = [_run_name(point, seed) for point, seed, _ in points]
-    for name in {n for n in names if names.count(n) > 1}:  # sanitizing made two names equal
-        for i, (point, seed, _) in enumerate(points):
-            if names[i] == name:
-                names[i] = f"{name[:MAX_NAME - 11]}-{_digest(point, seed)}"
+    counts = collections.Counter(names)
+    for i, (point, seed, _) in enumerate(points):
+        if counts[names[i]] > 1:  # sanitizing made two names equal: the hash tells them apart
+            names[i] = f"{names[i][:MAX_NAME - 11]}-{_digest(point, seed)}"
     return [(name, cfg) for name, (_, _, cfg) in zip(names, points)]
 
 
@@ -366,11 +374,14 @@ def run_sweep(
         else:
             todo.append((str(run_dir), cfg.to_dict()))
 
+    def done(result: dict) -> None:
+        results[result["name"]] = result
+        report(result)
+
     if todo:
         execute = _run_local if backend == "local" else _run_ray
-        for result in execute(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
-            results[result["name"]] = result
-            report(result)
+        execute(todo, done, workers=workers, address=address, cpus_per_run=cpus_per_run,
+                gpus_per_run=gpus_per_run, max_retries=max_retries)
     return [results[name] for name, _ in points]
 
 
@@ -400,46 +411,60 @@ def cpu_count() -> int:
 # -- local backend ----------------------------------------------------------------
 
 
-def _run_local(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
-    """Yield results as runs complete, from a pool of spawned worker processes."""
+def _run_local(todo, done, workers, cpus_per_run, **_) -> None:
+    """Run `todo` in a pool of spawned worker processes, calling done(result) as each completes.
+
+    Ctrl-C: no queued run starts, runs in flight write a checkpoint and stop (training.py's
+    SIGINT handler), then TrainingInterrupted is raised; the same sweep run again finishes them.
+    """
     cores = cpu_count()
     workers = min(workers or max(1, cores // int(cpus_per_run)), len(todo))
     threads = max(1, cores // workers)
     context = multiprocessing.get_context("spawn")  # no fork: torch's threads do not survive it
+    # Workers are reused across runs (each run seeds itself); not max_tasks_per_child, which can
+    # deadlock the pool on Python 3.11-3.13 (CPython gh-115634).
+    stop = context.Event()
     pool = concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(),)
+        workers, mp_context=context, initializer=_worker_init, initargs=(os.getpid(), stop)
     )
-    futures = {pool.submit(run_one, run_dir, cfg, threads): run_dir for run_dir, cfg in todo}
+    futures = {pool.submit(_local_task, run_dir, cfg, threads): run_dir for run_dir, cfg in todo}
+    pending = set(futures)
     try:
         for future in concurrent.futures.as_completed(futures):
-            yield _future_result(future, futures[future])
+            pending.discard(future)
+            done(_future_result(future, futures[future]))
     except KeyboardInterrupt:
-        # Runs in flight checkpoint and stop (training.py's SIGINT handler); queued ones never start.
-        for future in futures:
+        stop.set()
+        for future in pending:
             future.cancel()
-        for process in list(getattr(pool, "_processes", {}).values()):
-            if process.is_alive():
-                os.kill(process.pid, signal.SIGINT)
-        pool.shutdown(wait=True, cancel_futures=True)
+        while not all(f.done() for f in pending):  # again and again: a run may be starting up
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive():
+                    try:
+                        os.kill(process.pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+            concurrent.futures.wait(pending, timeout=2.0)
+        for future in pending:
+            if not future.cancelled():
+                done(_future_result(future, futures[future]))
         from .training import TrainingInterrupted
 
         raise TrainingInterrupted(
-            "sweep interrupted; runs in flight wrote a checkpoint; run the same sweep again to finish it"
+            "sweep interrupted; the runs in flight wrote a checkpoint; run the same sweep again to finish it"
         ) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _future_result(future, run_dir: str) -> dict:
-    try:
-        return future.result()
-    except BaseException as e:  # the worker process died (killed, out of memory): run_one could not report
-        return {"name": Path(run_dir).name, "run": run_dir, "status": "failed", "error": one_line(e), "seconds": 0.0}
+_STOP = None  # in a worker process: set when the sweep is interrupted
 
 
-def _worker_init(parent_pid: int) -> None:
+def _worker_init(parent_pid: int, stop) -> None:
     """In each worker: Ctrl-C is left to train()'s handler (it checkpoints, then stops), and the
     worker exits when the sweep process is gone (killed), instead of training on as an orphan."""
+    global _STOP
+    _STOP = stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch():
@@ -450,11 +475,26 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="diffrep-orphan-watch").start()
 
 
+def _local_task(run_dir: str, config_dict: dict, threads: int) -> dict:
+    if _STOP is not None and _STOP.is_set():
+        return {"name": Path(run_dir).name, "run": run_dir, "status": "failed",
+                "error": "not started: the sweep was interrupted", "seconds": 0.0}
+    return run_one(run_dir, config_dict, threads)
+
+
+def _future_result(future, run_dir: str) -> dict:
+    try:
+        return future.result()
+    except BaseException as e:  # the worker process died (killed, out of memory): run_one could not report
+        return {"name": Path(run_dir).name, "run": run_dir, "status": "failed", "error": one_line(e), "seconds": 0.0}
+
+
 # -- ray backend ------------------------------------------------------------------
 
 
-def _run_ray(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
-    """Yield results as runs complete, one Ray task per run; Ray retries a run whose worker died."""
+def _run_ray(todo, done, workers, address, cpus_per_run, gpus_per_run, max_retries) -> None:
+    """One Ray task per run, calling done(result) as each completes; Ray retries (`max_retries`)
+    a run whose worker or node died, and the retry resumes it from its last checkpoint."""
     try:
         import ray
     except ImportError:
@@ -470,11 +510,12 @@ def _run_ray(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
             num_cpus = int(workers * cpus_per_run) if workers else max(cpu_count(), int(cpus_per_run))
             ray.init(num_cpus=num_cpus, object_store_memory=128 * 2**20, **quiet)  # results are small dicts
         started = True
+    pending = {}
     try:
         available = ray.cluster_resources()
         for resource, need, flag in (("CPU", cpus_per_run, "--cpus-per-run"), ("GPU", gpus_per_run, "--gpus-per-run")):
             if need > available.get(resource, 0):
-                message = f"{flag}: a run needs {need} {resource}s; the Ray cluster has {available.get(resource, 0):g}"
+                message = f"{flag}: a run needs {need:g} {resource}s; the Ray cluster has {available.get(resource, 0):g}"
                 if not address:
                     raise ConfigError(message)
                 print(f"diffrep: warning: {message} (runs wait until an autoscaler adds them)", file=sys.stderr)
@@ -488,10 +529,19 @@ def _run_ray(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
             for ref in ready:
                 run_dir = pending.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    result = ray.get(ref)
                 except Exception as e:  # retries exhausted: the worker or node kept dying
-                    yield {"name": Path(run_dir).name, "run": run_dir, "status": "failed",
-                           "error": one_line(e), "seconds": 0.0}
+                    result = {"name": Path(run_dir).name, "run": run_dir, "status": "failed",
+                              "error": one_line(e), "seconds": 0.0}
+                done(result)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)  # the runs resume from their last checkpoint next time
+        from .training import TrainingInterrupted
+
+        raise TrainingInterrupted(
+            "sweep interrupted; the runs in flight were stopped; run the same sweep again to resume them"
+        ) from None
     finally:
         if started:
             ray.shutdown()
@@ -503,21 +553,22 @@ def _run_ray(todo, workers, address, cpus_per_run, gpus_per_run, max_retries):
 
 def find_runs(dirs: list[str]) -> list[Path]:
     """Run directories (holding a config.json) at or below each of `dirs`, sorted, each once."""
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}  # resolved path -> the path as found
     for d in dirs:
         root = Path(d)
         if not root.is_dir():
             raise ConfigError(f"{d}: no such directory")
-        before = len(found)
+        here = []
         for folder, subdirs, files in os.walk(root):
+            subdirs.sort()
             if "config.json" in files:
-                found.setdefault(Path(folder), None)
+                here.append(Path(folder))
                 subdirs.clear()  # a run's own folders hold no runs
-            else:
-                subdirs.sort()
-        if len(found) == before and not any(Path(p).is_relative_to(root) for p in found):
+        if not here:
             raise ConfigError(f"{d}: holds no run directories (no config.json below it)")
-    return sorted(found)
+        for path in here:
+            found.setdefault(path.resolve(), path)
+    return sorted(found.values())
 
 
 def flatten_config(cfg: Config) -> dict:
