@@ -215,3 +215,24 @@ def test_full_disk_during_a_checkpoint_is_a_clean_error_and_loses_nothing(tmp_pa
     after = {p.name: p.read_bytes() for p in (longer / "checkpoints").iterdir()}
     assert after == {k: v for k, v in before.items() if k != "step_00000040.safetensors"}  # nothing damaged
     assert not list(longer.rglob(".*.tmp*"))  # no partial file left behind
+
+
+def test_adaptive_length_stops_a_given_number_of_checkpoints_after_phase_c(tmp_path):
+    from diffrep.training import is_finished
+
+    # Thresholds that every checkpoint meets, so phase C comes at step 0: the run must then stop
+    # at the second checkpoint after it (schedule 0, 1, 6, 10, ...) instead of running to step 40.
+    always_c = {"phase.c_min_knn_overlap": 0.0, "phase.c_min_trustworthiness": 0.5, "phase.c_min_gain": 0.0,
+                "training.stop_after_phase_c": 2}
+    run = tiny_run(tmp_path / "run", **always_c)
+    assert run.checkpoint_steps() == [0, 1, 6]
+    assert [r["phase.layer4"] for r in run.metrics() if "phase.layer4" in r][0] == "C"  # then counted, whatever follows
+    assert is_finished(run.config(), run)
+    before = sorted(p.name for p in (run.path / "checkpoints").iterdir())
+    assert resume(run.path).returncode == 0  # a finished adaptive run stays as it is
+    assert sorted(p.name for p in (run.path / "checkpoints").iterdir()) == before
+
+
+def test_adaptive_length_needs_probes():
+    with pytest.raises(ConfigError, match="training.stop_after_phase_c: needs probe.during_training"):
+        make_config("tiny", {"training.stop_after_phase_c": 1, "probe.during_training": False})

@@ -88,7 +88,8 @@ class DiffusionConfig:
 
 @dataclass
 class TrainingConfig:
-    steps: int = 3000
+    steps: int = 3000  # the length of the run, or its cap with stop_after_phase_c
+    stop_after_phase_c: int | None = None  # adaptive length: stop this many checkpoints after the first phase C (None: fixed)
     batch_size: int = 64
     lr: float = 1e-3
     warmup_steps: int = 0  # linear learning-rate warm-up, then constant
@@ -396,6 +397,10 @@ def validate(cfg: Config) -> None:
     )
 
     _check(t.steps >= 1, f"training.steps: must be >= 1 (got {t.steps})")
+    if t.stop_after_phase_c is not None:
+        _check(t.stop_after_phase_c >= 0, f"training.stop_after_phase_c: must be >= 0 or null (got {t.stop_after_phase_c})")
+        _check(cfg.probe.during_training,
+               "training.stop_after_phase_c: needs probe.during_training = true (phases come from the probes)")
     _check(1 <= t.batch_size <= 65536, f"training.batch_size: must be in [1, 65536] (got {t.batch_size})")
     _check(t.lr > 0, f"training.lr: must be > 0 (got {t.lr})")
     _check(t.warmup_steps >= 0, f"training.warmup_steps: must be >= 0 (got {t.warmup_steps})")

@@ -97,7 +97,7 @@ def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the images stay usable as ordinary tensors (e.g. fed back to the model)
 def sample(model, sampler, labels: torch.Tensor, image_size: int, seed: int = 0) -> torch.Tensor:
     """Images [B, 1, N, N] for conditions `labels` [B, 2]; the same seed gives the same images."""
     device = next(model.parameters()).device

@@ -65,6 +65,7 @@ from pathlib import Path
 from .config import Config, ConfigError
 from .data import BumpDataset
 from .rundir import RunDir, atomic_write
+from .training import is_finished as training_finished
 
 SWEEP_VERSION = 1
 MAX_NAME = 100  # characters of a run name; longer ones are cut and end with a hash
@@ -253,7 +254,7 @@ def load_sweep(sweep_dir) -> tuple[Config, dict, list[int]]:
 
 
 def is_finished(run_dir, cfg: Config) -> bool:
-    """The run holds `cfg` and its last checkpoint is the last step (checked without locking)."""
+    """The run holds `cfg` and is finished (`training.is_finished`; checked without locking)."""
     run = RunDir(run_dir)
     if not run.config_path.is_file():
         return False
@@ -262,8 +263,7 @@ def is_finished(run_dir, cfg: Config) -> bool:
             return False
     except ConfigError:
         return False
-    steps = run.checkpoint_steps()
-    return bool(steps) and steps[-1] == cfg.training.steps
+    return training_finished(cfg, run)
 
 
 # ----------------------------------------------------------------------------

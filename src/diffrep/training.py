@@ -47,6 +47,20 @@ def checkpoint_schedule(steps: int, log_points: int, every: int) -> list[int]:
     return sorted({0, steps, *map(int, log_spaced), *range(every, steps + 1, every)})
 
 
+def is_finished(cfg: Config, run: RunDir) -> bool:
+    """Derived from the run directory alone: the last step is checkpointed, or (adaptive length)
+    the run has checkpointed `stop_after_phase_c` times since its first phase C."""
+    steps = run.checkpoint_steps()
+    if steps and steps[-1] == cfg.training.steps:
+        return True
+    n = cfg.training.stop_after_phase_c
+    if n is None:
+        return False
+    key = f"phase.{cfg.probe.layers[0]}"
+    labels = [r[key] for r in run.metrics() if key in r and r["step"] in steps]
+    return "C" in labels and len(labels) - 1 - labels.index("C") >= n
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("training.device: cuda was asked for but no CUDA device is available; use auto or cpu")
@@ -256,10 +270,11 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
         if resume:
             trainer.resume_latest(warn)
             run.truncate_metrics(trainer.step)
-            if trainer.step < t.steps:
-                log(f"diffrep: resuming {run.path} from step {trainer.step}")
         else:
             trainer.checkpoint()  # step 0: the initialization, the baseline of every probe
+        finished = is_finished(cfg, run)  # checked again after each checkpoint, the only time it can change
+        if resume and not finished:
+            log(f"diffrep: resuming {run.path} from step {trainer.step}")
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
         bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
         # Ctrl-C only raises a flag: the step in flight finishes, so the checkpoint is consistent.
@@ -268,7 +283,7 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
         previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main_thread else None
         interval_start, interval_steps = time.perf_counter(), 0
         try:
-            while trainer.step < t.steps:
+            while not finished:
                 loss = trainer.train_step()
                 interval_steps += 1
                 bar.update(1)
@@ -279,9 +294,10 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
                     interval_start, interval_steps = time.perf_counter(), 0
                 if trainer.step in schedule:
                     trainer.checkpoint()
+                    finished = is_finished(cfg, run)
                 elif interrupted.is_set():
                     trainer.save()  # not scored: an off-schedule step must not add a score line
-                if interrupted.is_set() and trainer.step < t.steps:
+                if interrupted.is_set() and not finished:
                     raise TrainingInterrupted(
                         f"interrupted at step {trainer.step}, checkpoint written; "
                         f"resume with: diffrep train --resume {run.path}"
