@@ -26,7 +26,9 @@ def img(x, y, **kw) -> np.ndarray:
 
 
 def dataset(**overrides) -> BumpDataset:
-    return BumpDataset(make_config("default", {f"data.{k}": v for k, v in overrides.items()}).data)
+    # The hand counts below are for the unit lattice (dx = dy = 1), not the default preset's 0.5.
+    return BumpDataset(make_config("default", {"data.dx": 1.0, "data.dy": 1.0,
+                                               **{f"data.{k}": v for k, v in overrides.items()}}).data)
 
 
 # ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from diffrep.training import train
 
 
 def test_evaluation_set_is_a_grid_of_training_conditions():
-    cfg = make_config("default")
+    cfg = make_config("default", {"data.dx": 1.0, "data.dy": 1.0})
     ev = evaluation_set(cfg)
     assert ev.names == ["train"]
     # 8 x 8 cell centres 2, 6, ..., 30 are lattice points themselves (dx = 1).
@@ -26,7 +26,7 @@ def test_evaluation_set_is_a_grid_of_training_conditions():
 
 def test_evaluation_set_has_every_heldout_region_and_the_unseen_lattice():
     holdout = [{"kind": "square", "x": 16, "y": 16, "width": 4}, {"kind": "band", "axis": "x", "x": 4, "width": 20}]
-    cfg = make_config("default", {"data.holdout": holdout, "data.keep_fraction": 0.5})
+    cfg = make_config("default", {"data.dx": 1.0, "data.dy": 1.0, "data.holdout": holdout, "data.keep_fraction": 0.5})
     ev = evaluation_set(cfg)
     assert ev.names == ["train", "heldout_0", "heldout_1", "unseen"]
     dataset = BumpDataset(cfg.data)

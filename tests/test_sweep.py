@@ -387,3 +387,37 @@ def test_sweep_and_aggregate_commands_end_to_end(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--grid" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_ray_retries_a_run_whose_worker_was_killed(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9')")
+    cfg = base().with_overrides({"training.steps": 300, "training.checkpoint_every": 25})
+    run_dir = tmp_path / "sweep" / "runs"
+    killed = []
+
+    def kill_the_worker_once_it_has_checkpointed():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            if len(list(run_dir.glob("*/checkpoints/step_*.safetensors"))) >= 3:
+                for proc in Path("/proc").iterdir():
+                    try:
+                        if proc.name.isdigit() and b"ray::run_one" in (proc / "cmdline").read_bytes():
+                            os.kill(int(proc.name), signal.SIGKILL)  # the worker dies mid-run
+                            killed.append(int(proc.name))
+                    except OSError:
+                        continue
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_worker_once_it_has_checkpointed)
+    killer.start()
+    results = run_sweep(tmp_path / "sweep", cfg, {"training.lr": [0.001]}, [0], backend="ray", workers=1, quiet=True)
+    killer.join()
+    assert killed, "no Ray worker running run_one was found to kill"
+    assert [r["status"] for r in results] == ["finished"], results  # retried, resumed, finished
+    assert not ray.is_initialized()

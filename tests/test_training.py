@@ -222,7 +222,7 @@ def test_adaptive_length_stops_a_given_number_of_checkpoints_after_phase_c(tmp_p
 
     # Thresholds that every checkpoint meets, so phase C comes at step 0: the run must then stop
     # at the second checkpoint after it (schedule 0, 1, 6, 10, ...) instead of running to step 40.
-    always_c = {"phase.c_min_knn_overlap": 0.0, "phase.c_min_trustworthiness": 0.5, "phase.c_min_gain": 0.0,
+    always_c = {"phase.c_min_knn_overlap": 0.0, "phase.c_min_trustworthiness": 0.5, "phase.c_max_dim": 100.0,
                 "training.stop_after_phase_c": 2}
     run = tiny_run(tmp_path / "run", **always_c)
     assert run.checkpoint_steps() == [0, 1, 6]

@@ -7,18 +7,18 @@ never looks at generation: that is what the phases are later compared with (`agr
 `rank_correlation`), so using it here would make the comparison circular.
 
 Why compare with initialization: a randomly initialized UNet already maps the sinusoidal (x, y)
-encoding smoothly. PAPER.md's prototype decoded x with R^2 0.66-0.91 at step 0, trustworthiness
-about 0.8; the default preset of this project probed at layer4 gives, at step 0, decode R^2 1.00,
-trustworthiness 0.96, knn_overlap 0.72, participation ratio 6.4, mle_dim 4.7, and its early
-training *lowers* the order (step 500: trustworthiness 0.88, knn_overlap 0.43). Absolute
-decodability or order therefore cannot tell phase A; an order or a decodability counts only
-when it exceeds what the untrained network already had.
+encoding smoothly: at step 0 the default preset's layer4 has decode R^2 1.00, trustworthiness
+0.96 and knn_overlap 0.72 (PAPER.md's prototype: decode R^2 0.66-0.91, trustworthiness ~0.8). What
+the untrained map lacks is a low dimension: mle_dim ~4.7, participation ratio 6.4-10. Early
+training first destroys that order (knn_overlap ~0.3, trustworthiness ~0.8) and collapses the
+linear dimension (participation ratio 2-3): the map is rebuilt. So order counts only together with
+a 2D dimension, and the dimension's collapse is measured against its value at init.
 
 The rule (thresholds in `PhaseConfig`, keys `phase.<name>`), first match wins:
 
-  C  ordered:     knn_overlap >= c_min_knn_overlap
-                  and trustworthiness >= c_min_trustworthiness
-                  and knn_overlap >= knn_overlap at init + c_min_gain  (order was learned)
+  C  an ordered 2D manifold: knn_overlap >= c_min_knn_overlap
+                             and trustworthiness >= c_min_trustworthiness
+                             and mle_dim <= c_max_dim
   B  a 2D manifold, not (yet) ordered; any of
                   mle_dim <= b_max_dim                                 (locally ~2D)
                   participation_ratio <= b_max_pr                      (linearly ~2D)
@@ -26,22 +26,20 @@ The rule (thresholds in `PhaseConfig`, keys `phase.<name>`), first match wins:
                   mean decode R^2 >= b_min_decode and >= its value at init + b_min_decode_gain
   A  otherwise.
 
-Missing metrics (None) never satisfy a criterion. Without init metrics (init_metrics=None), the
-relative conditions are not checked: C needs only its absolute thresholds, and B's relative
-criteria (collapse, decode gain) do not fire. At step 0 itself every gain is 0, so step 0 is
-never C and is B only through the absolute dimension criteria.
+Missing metrics (None) never satisfy a criterion; without init metrics (init_metrics=None) the
+relative criteria of B do not fire.
 
 Synthetic calibration (tests/test_probes.py, K = 256 grid, D = 64, k = 10):
   unrelated Gaussian points   knn_overlap 0.05, trust 0.51, mle_dim 28,  PR 51,  decode R^2 < 0
   shuffled linear 2D grid     knn_overlap 0.05, trust 0.51, mle_dim 2.4, PR 1.8, decode R^2 ~0
   smooth ordered embedding    knn_overlap 0.98, trust 1.00, mle_dim 2.4, PR 6.7, decode R^2 1.00
-PAPER.md's prototype: trustworthiness 0.98 at step 2,000 and 0.995 at 2,800 once ordered, PR 13.6
-at init falling to 3.4.
-A real run (default preset, layer4, EMA weights, steps 0 to 500 only): knn_overlap 0.72 -> 0.43,
-trustworthiness 0.96 -> 0.88, PR 6.4 -> 3.9-5.1 (noisy), mle_dim 4.5 -> 5.0-5.5, decode R^2 1.00
-throughout, while generation went from 98% "several" to 73% "wrong" by step ~200-500. The rule
-labels all of these A: the B criteria are NOT yet calibrated on a run that reached B or C. In that
-window the clearest change is the order dropping *below* its init value (a reorganization).
+Real runs (the thresholds' defaults were chosen on these two; no third seed was held out):
+default preset (dx = dy = 0.5), seeds 0 and 1, layer4 at t = 999, EMA weights. Both go A (init)
+-> B (collapse, "wrong" bumps, from step ~50-250) -> C (seed 0 at steps 2,500-2,721: knn 0.64-0.71,
+trust 0.92-0.93, mle_dim 2.7-3.1; seed 1 at 3,500-4,000) while generation turns from "wrong" to
+accurate. Known limit: as generation becomes accurate (seed 0, step 4,000: 70% accurate) the probed
+code becomes higher dimensional again (mle_dim 4.0, participation ratio 6.1, knn_overlap 0.44) and
+the rule no longer says C; the same holds at layers mid and up2 and at t = 500 and 100.
 """
 
 from __future__ import annotations
@@ -85,19 +83,13 @@ def explain(metrics: dict, init_metrics: dict | None, cfg: PhaseConfig | None = 
     """(phase, reasons): the label of `classify` and the criteria that decided it, as short strings."""
     cfg = cfg or PhaseConfig()
     knn, trust = _get(metrics, "knn_overlap"), _get(metrics, "trustworthiness")
-    knn0 = _get(init_metrics, "knn_overlap")
-
-    ordered = knn is not None and trust is not None
-    ordered = ordered and knn >= cfg.c_min_knn_overlap and trust >= cfg.c_min_trustworthiness
-    if ordered and init_metrics is not None:
-        ordered = knn0 is not None and knn >= knn0 + cfg.c_min_gain
-    if ordered:
-        gain = f", init {knn0:.3f}" if knn0 is not None else ""
-        return "C", [f"knn_overlap {knn:.3f} >= {cfg.c_min_knn_overlap}{gain}",
-                     f"trustworthiness {trust:.3f} >= {cfg.c_min_trustworthiness}"]
+    dim, pr = _get(metrics, "mle_dim"), _get(metrics, "participation_ratio")
+    if (knn is not None and trust is not None and dim is not None and knn >= cfg.c_min_knn_overlap
+            and trust >= cfg.c_min_trustworthiness and dim <= cfg.c_max_dim):
+        return "C", [f"knn_overlap {knn:.3f} >= {cfg.c_min_knn_overlap}",
+                     f"trustworthiness {trust:.3f} >= {cfg.c_min_trustworthiness}", f"mle_dim {dim:.2f} <= {cfg.c_max_dim}"]
 
     reasons = []
-    dim, pr = _get(metrics, "mle_dim"), _get(metrics, "participation_ratio")
     if dim is not None and dim <= cfg.b_max_dim:
         reasons.append(f"mle_dim {dim:.2f} <= {cfg.b_max_dim}")
     if pr is not None and pr <= cfg.b_max_pr:

@@ -104,11 +104,16 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
             parts.append(f"<tr><td>{r['step']}</td><td>{e(r['phase'])}</td><td>{e(str(r['outcome']))}</td>"
                          f"<td>{acc}</td><td>{knn}</td><td style='text-align:left'>{e('; '.join(r['reasons']))}</td></tr>")
         parts.append("</table>")
-    samples = sorted((run.path / "scores").glob(f"step_*_{sampler_tag(cfg)}.png")) if (run.path / "scores").is_dir() else []
-    if samples:
-        parts.append("<h2>Samples over training (in-distribution evaluation set)</h2>")
-        for p in spread(samples, 6):
-            parts.append(f"<h3>{e(p.stem)}</h3>{_img(p, p.stem)}")
+    first_layer = analysis["layers"].get(cfg.probe.layers[0], {"checkpoints": []})["checkpoints"]
+    if first_layer:
+        parts.append(f"<h2>Samples per phase ({e(cfg.probe.layers[0])}; in-distribution evaluation set)</h2>")
+    for phase in "ABC":
+        rows = [r for r in first_layer if r["phase"] == phase]
+        for r in {id(x): x for x in rows[:1] + rows[-1:]}.values():  # the first and the last checkpoint of the phase
+            path = run.path / "scores" / f"step_{r['step']:08d}_{sampler_tag(cfg)}.png"
+            if path.exists():
+                caption = f"phase {phase}, step {r['step']} (dominant outcome: {r['outcome']})"
+                parts.append(f"<h3>{e(caption)}</h3>{_img(path, caption)}")
     parts.append(f"<h2>Config</h2><pre>{e(json.dumps(cfg.to_dict(), indent=2))}</pre></body></html>")
     path = run.path / "report.html"
     atomic_write(path, "\n".join(parts).encode())
