@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("run_dir")
     parser.add_argument("--checkpoints", help="steps (default: three checkpoints spread over the run)")
     parser.add_argument("--ddim", default="10,25,50", help="DDIM step counts (default 10,25,50)")
+    parser.add_argument("--eta", default="0,1", help="DDIM eta values (default 0,1)")
     parser.add_argument("--grid", type=int, default=12, help="evaluation grid per axis (default 12: 144 conditions)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -44,17 +45,18 @@ def main() -> None:
         steps = [run.resolve_step(s) for s in args.checkpoints.split(",")]
     else:
         steps = sorted({all_steps[len(all_steps) // 3], all_steps[2 * len(all_steps) // 3], all_steps[-1]})
-    samplers = [("ddpm", base.diffusion.timesteps)] + [("ddim", int(k)) for k in args.ddim.split(",")]
+    samplers = [("ddpm", base.diffusion.timesteps, 0.0)]
+    samplers += [("ddim", int(k), float(eta)) for eta in args.eta.split(",") for k in args.ddim.split(",")]
     evalset = evaluation_set(base)
     n = len(evalset.conditions)
 
     results = []
-    print(f"{'step':>7} {'sampler':>9} {'acc':>6} {'several':>8} {'wrong':>6} {'none':>6} {'img/s':>7} {'gap pts':>8}")
+    print(f"{'step':>7} {'sampler':>12} {'acc':>6} {'several':>8} {'wrong':>6} {'none':>6} {'img/s':>7} {'gap pts':>8}")
     for step in steps:
         model = load_model(run, step)
         reference = None
-        for name, k in samplers:
-            cfg = base.with_overrides({"scoring.sampler": name, "scoring.sampler_steps": k})
+        for name, k, eta in samplers:
+            cfg = base.with_overrides({"scoring.sampler": name, "scoring.sampler_steps": k, "scoring.eta": eta})
             start = time.perf_counter()
             summary, _, _ = score_model(model, cfg, evalset)
             seconds = time.perf_counter() - start
@@ -64,7 +66,7 @@ def main() -> None:
             row = {"step": step, "sampler": summary["sampler"], **{k: stats[k] for k in KEYS},
                    "images_per_s": n / seconds, "max_gap_points": gap}
             results.append(row)
-            print(f"{step:>7} {row['sampler']:>9} {stats['accuracy']:>6.3f} {stats['frac_several']:>8.3f} "
+            print(f"{step:>7} {row['sampler']:>12} {stats['accuracy']:>6.3f} {stats['frac_several']:>8.3f} "
                   f"{stats['frac_wrong']:>6.3f} {stats['frac_none']:>6.3f} {row['images_per_s']:>7.1f} {gap:>8.1f}",
                   flush=True)
     # The largest standard error of a fraction measured on n images (at p = 1/2).

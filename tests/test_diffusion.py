@@ -51,7 +51,8 @@ class Oracle(torch.nn.Module):
         return (x - ab.sqrt() * self.x0) / (1 - ab).sqrt()
 
 
-@pytest.mark.parametrize("sampler", [DDPMSampler(SCHEDULE), DDIMSampler(SCHEDULE, 20)], ids=["ddpm", "ddim20"])
+@pytest.mark.parametrize("sampler", [DDPMSampler(SCHEDULE), DDIMSampler(SCHEDULE, 20), DDIMSampler(SCHEDULE, 20, eta=1.0)],
+                         ids=["ddpm", "ddim20", "ddim20_eta1"])
 def test_samplers_recover_the_data_under_an_oracle_denoiser(sampler):
     x0 = render(torch.tensor([[10.0, 20.0], [20.0, 5.5]]))
     images = sample(Oracle(x0, SCHEDULE), sampler, torch.zeros(2, 2), image_size=32, seed=3)
@@ -64,7 +65,7 @@ def test_sampling_is_deterministic_for_a_seed():
     model = build_model(cfg).eval()
     schedule = NoiseSchedule(cfg.diffusion)
     labels = torch.tensor([[4.0, 4.0], [10.0, 6.0]])
-    for sampler in (DDPMSampler(schedule), DDIMSampler(schedule, 10)):
+    for sampler in (DDPMSampler(schedule), DDIMSampler(schedule, 10), DDIMSampler(schedule, 10, eta=1.0)):
         a = sample(model, sampler, labels, 16, seed=7)
         b = sample(model, sampler, labels, 16, seed=7)
         c = sample(model, sampler, labels, 16, seed=8)

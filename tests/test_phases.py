@@ -106,7 +106,7 @@ def test_phase_config_errors_name_the_setting(key, value, message):
 
 
 # ----------------------------------------------------------------------------
-# A whole run: probes during training, `diffrep probe`, phases.json.
+# A whole run: probes during training, `diffrep probe`, probes/phases.json.
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_probe_command_labels_phases_and_compares_with_generation(probed_run, ca
     assert main(["probe", str(probed_run.path), "--layers", "layer4,mid"]) == 0
     out = capsys.readouterr().out
     assert "agreement with outcomes" in out and "Spearman rho" in out
-    analysis = json.loads((probed_run.path / "phases.json").read_text())
+    analysis = json.loads((probed_run.path / "probes" / "phases.json").read_text())
     assert set(analysis["layers"]) == {"layer4", "mid"}
     rows = analysis["layers"]["layer4"]["checkpoints"]
     assert [r["step"] for r in rows] == probed_run.checkpoint_steps()
@@ -144,3 +144,21 @@ def test_probe_command_labels_phases_and_compares_with_generation(probed_run, ca
     assert all(r["outcome"] == "several" for r in rows)
     assert analysis["layers"]["layer4"]["agreement"] == np.mean([r["phase"] == "A" for r in rows])
     assert (probed_run.path / "probes" / "metrics_mid.png").stat().st_size > 0
+
+
+def test_reprobing_keeps_what_was_probed_before(probed_run, capsys):
+    from diffrep.cli import main
+
+    last = probed_run.checkpoint_steps()[-1]
+    own = probed_run.path / "probes" / f"step_{last:08d}.json"
+    assert main(["probe", str(probed_run.path), "--layers", "up1", "--checkpoints", "latest"]) == 0
+    assert {"layer4", "up1"} <= set(json.loads(own.read_text())["layers"])  # layer4 kept, up1 added
+    with np.load(own.with_suffix(".npz")) as npz:
+        assert {"activations.layer4", "activations.up1"} <= set(npz.files)
+    before = own.read_bytes()
+    assert main(["probe", str(probed_run.path), "--timestep", "50", "--checkpoints", f"0,{last}"]) == 0
+    other = probed_run.path / "probes-t50-g6-n0"
+    assert sorted(p.name for p in other.glob("step_*.json")) == ["step_00000000.json", f"step_{last:08d}.json"]
+    assert json.loads((other / f"step_{last:08d}.json").read_text())["timestep"] == 50
+    assert own.read_bytes() == before  # the run's own probe set is untouched
+    capsys.readouterr()

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import PRESETS, ConfigError, make_config
-from .data import BumpDataset
+from .data import BumpDataset, evenly_spaced
 from .diffusion import NoiseSchedule, make_sampler, sample
 from .phases import analyze_run
 from .plots import save_sample_grid, save_score_curve
-from .probes import probe_checkpoint, write_probe
+from .probes import probe_checkpoint, probe_dir, write_probe
 from .report import summary_lines, write_pictures, write_report, write_sweep_report
 from .rundir import RunDir
 from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
@@ -104,8 +104,7 @@ def cmd_sample(args) -> None:
 
 def default_conditions(cfg, count: int = 16) -> np.ndarray:
     """`count` conditions spread evenly through the dataset's lattice (held-out ones included)."""
-    conditions = BumpDataset(cfg.data).conditions
-    return conditions[np.linspace(0, len(conditions) - 1, count).round().astype(int)]
+    return evenly_spaced(BumpDataset(cfg.data).conditions, count)
 
 
 def write_samples(run, step, conditions, sampler_name="ddim", steps=50, seed=0, ema=True, out=None) -> Path:
@@ -122,8 +121,8 @@ def write_samples(run, step, conditions, sampler_name="ddim", steps=50, seed=0, 
 
 def cmd_score(args) -> None:
     run = RunDir.open(args.run_dir)
-    overrides = {"scoring.sampler": args.sampler, "scoring.sampler_steps": args.steps, "scoring.tolerance": args.tolerance,
-                 "scoring.weights": args.weights, "scoring.seed": args.seed}
+    overrides = {"scoring.sampler": args.sampler, "scoring.sampler_steps": args.steps, "scoring.eta": args.eta,
+                 "scoring.tolerance": args.tolerance, "scoring.weights": args.weights, "scoring.seed": args.seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = checkpoint_list(run, args.checkpoints)
     tag = sampler_tag(cfg)
@@ -169,7 +168,7 @@ def cmd_probe(args) -> None:
             knn = "-" if r["knn_overlap"] is None else f"{r['knn_overlap']:.3f}"
             print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {acc:>8} {knn:>11}")
     print("\n".join(summary_lines(run, cfg, analysis)))
-    print(f"probes: {run.path / 'probes'}; phases: {run.path / 'phases.json'}")
+    print(f"probes and phases: {probe_dir(run, cfg)}")
 
 
 def cmd_sweep(args) -> None:
@@ -261,6 +260,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
     p.add_argument("--sampler", choices=["ddim", "ddpm"], help="ddim (fast, for curves) or ddpm (1000 steps, final numbers)")
     p.add_argument("--steps", type=int, help="DDIM steps")
+    p.add_argument("--eta", type=float, help="DDIM eta: 1 (default) adds DDPM-like noise at each step, 0 is deterministic")
     p.add_argument("--tolerance", type=float, help="pixels on each axis for 'accurate' (default 0.5)")
     p.add_argument("--weights", choices=["ema", "raw"], help="EMA (default) or raw weights")
     p.add_argument("--seed", type=int, help="sampling seed")
@@ -269,7 +269,8 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("probe", help="probe representations at checkpoints and label phases A, B, C",
                        description="Capture activations of hook points for the run's fixed probe set at checkpoints, "
                                    "measure them, label each checkpoint's phase from the representation alone, and "
-                                   "compare with generation (phases.json, probes/*.png).")
+                                   "compare with generation (probes/phases.json, probes/*.png; another "
+                                   "--timestep or --grid writes to probes-t{T}-g{G}-n{seed}/).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
     p.add_argument("--layers", help="hook points, comma separated (default: the run's probe.layers, layer4)")

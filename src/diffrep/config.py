@@ -114,6 +114,9 @@ class ScoringConfig:
     heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
     sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
     sampler_steps: int = 25  # DDIM steps
+    # DDIM's eta: 1 draws fresh noise at every step like DDPM. Deterministic DDIM (eta = 0) drew
+    # "several bumps" for 10-31% of conditions where DDPM-1000 drew none (BENCHMARKS.md); eta = 1 did not.
+    eta: float = 1.0
     seed: int = 0  # sampling seed: the same noise for every checkpoint
     weights: str = "ema"  # ema | raw
     tolerance: float = 0.5  # accurate: one bump within this many pixels on each axis
@@ -434,6 +437,7 @@ def validate(cfg: Config) -> None:
     _choice(s.sampler, "scoring.sampler", ("ddim", "ddpm"))
     _check(1 <= s.sampler_steps <= f.timesteps,
            f"scoring.sampler_steps: must be in [1, diffusion.timesteps] (got {s.sampler_steps})")
+    _check(0 <= s.eta <= 1, f"scoring.eta: must be in [0, 1] (got {s.eta})")
     _check(s.seed >= 0, f"scoring.seed: must be >= 0 (got {s.seed})")
     _choice(s.weights, "scoring.weights", ("ema", "raw"))
     _check(s.tolerance > 0, f"scoring.tolerance: must be > 0 (got {s.tolerance})")

@@ -34,6 +34,13 @@ def lattice(lo: float, hi: float, step: float) -> np.ndarray:
     return lo + step * np.arange(count, dtype=np.float64)
 
 
+def evenly_spaced(conditions: np.ndarray, count: int) -> np.ndarray:
+    """At most `count` rows, evenly spaced through the array (first and last included)."""
+    if len(conditions) <= count:
+        return conditions
+    return conditions[np.unique(np.linspace(0, len(conditions) - 1, count).round().astype(int))]
+
+
 def gaussian_profiles(
     centres: torch.Tensor, coords: torch.Tensor, sigma: float, period: float | None
 ) -> torch.Tensor:

@@ -60,7 +60,8 @@ class DDPMSampler:
 
 
 class DDIMSampler:
-    """DDIM with `num_steps` evenly spaced steps from T - 1 down to 0 (eta = 0: deterministic)."""
+    """DDIM with `num_steps` evenly spaced steps from T - 1 down to 0; eta = 0 is deterministic,
+    eta = 1 adds the ancestral (DDPM-like) noise at every step."""
 
     def __init__(self, schedule: NoiseSchedule, num_steps: int, eta: float = 0.0):
         self.schedule = schedule
@@ -81,14 +82,14 @@ class DDIMSampler:
         return x_prev
 
 
-def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None):
-    """'ddpm' (all T steps) or 'ddim' with `steps` steps."""
+def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None, eta: float = 0.0):
+    """'ddpm' (all T steps) or 'ddim' with `steps` steps and noise level `eta`."""
     if name == "ddpm":
         return DDPMSampler(schedule)
     if name == "ddim":
         if steps is None or not 1 <= steps <= schedule.timesteps:
             raise ConfigError(f"--steps: DDIM needs 1 <= steps <= {schedule.timesteps} (got {steps})")
-        return DDIMSampler(schedule, steps)
+        return DDIMSampler(schedule, steps, eta)
     raise ConfigError(f"--sampler: must be one of ddpm, ddim (got {name!r})")
 
 

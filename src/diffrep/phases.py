@@ -165,7 +165,7 @@ def rank_correlation(quality: Sequence[float | None], accuracy: Sequence[float |
 
 
 # ----------------------------------------------------------------------------
-# A whole run: phases per checkpoint next to generation, into RUN_DIR/phases.json.
+# A whole run: phases per checkpoint next to generation, into RUN_DIR/probes/phases.json.
 
 QUALITY_METRIC = "knn_overlap"  # representation quality in the rank correlation: order of the (x, y) map
 
@@ -173,13 +173,14 @@ QUALITY_METRIC = "knn_overlap"  # representation quality in the rank correlation
 def analyze_run(run, cfg) -> dict:
     """Phase of every probed checkpoint (per layer) beside its dominant generation outcome (the
     scores of the run's scoring sampler), their agreement and the rank correlation of
-    representation quality with accuracy. Written to RUN_DIR/phases.json and returned."""
-    from .probes import load_probes
+    representation quality with accuracy. Written to phases.json in the probe set's folder
+    (RUN_DIR/probes/ for the run's own) and returned."""
+    from .probes import load_probes, probe_dir
     from .rundir import atomic_write
     from .scoring import load_scores, sampler_tag
 
     tag = sampler_tag(cfg)
-    probes = load_probes(run)
+    probes = load_probes(run, cfg)
     scores = {r["step"]: r["groups"]["train"] for r in load_scores(run, tag)}
     init = next((r["layers"] for r in probes if r["step"] == 0), {})
     result = {"sampler": tag, "quality_metric": QUALITY_METRIC, "layers": {}}
@@ -204,5 +205,5 @@ def analyze_run(run, cfg) -> dict:
             "rank_correlation": {"rho": None if math.isnan(corr.rho) else corr.rho,
                                  "p_value": None if math.isnan(corr.p_value) else corr.p_value, "n": corr.n},
         }
-    atomic_write(run.path / "phases.json", json.dumps(result, indent=1).encode())
+    atomic_write(probe_dir(run, cfg) / "phases.json", json.dumps(result, indent=1).encode())
     return result

@@ -76,13 +76,6 @@ def save_score_curve(records: list[dict], group: str, path: Path, title: str) ->
     plt.close(fig)
 
 
-def spread(items: list, count: int) -> list:
-    """At most `count` items evenly spread through the list, first and last included."""
-    if len(items) <= count:
-        return list(items)
-    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, count).round().astype(int))]
-
-
 def save_umap_grid(panels: list[tuple[int, str, np.ndarray]], conditions: np.ndarray, path: Path, title: str) -> None:
     """3D UMAP embeddings over checkpoints, shown as their first two coordinates; one column per
     (step, phase, embedding [K, 3]), coloured by x (top row) and by y (bottom row)."""

@@ -59,6 +59,7 @@ import io
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -452,13 +453,28 @@ def probe_checkpoint(model, cfg: Config, schedule) -> dict:
 # Probe results in the run directory: probes/step_XXXXXXXX.json (metrics) and .npz (arrays).
 
 
+def probe_dir(run: RunDir, cfg: Config) -> Path:
+    """probes/ for the run's own probe set; probes-t{T}-g{G}-n{S}/ for another timestep, grid or
+    noise seed (`diffrep probe --timestep ...`), so that no re-probe overwrites another set's results."""
+    own, p = run.config().probe, cfg.probe
+    if (p.timestep, p.grid, p.noise_seed) == (own.timestep, own.grid, own.noise_seed):
+        return run.path / "probes"
+    return run.path / f"probes-t{p.timestep}-g{p.grid}-n{p.noise_seed}"
+
+
 def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
-    folder = run.path / "probes"
+    """Write (or add layers to) the probe files of a checkpoint: layers probed before are kept."""
+    folder = probe_dir(run, cfg)
     folder.mkdir(exist_ok=True)
-    record = {"step": step, "timestep": cfg.probe.timestep,
-              "layers": {name: layer["metrics"] for name, layer in result["layers"].items()}}
-    atomic_write(folder / f"step_{step:08d}.json", json.dumps(record, indent=1).encode())
-    arrays = {"conditions": result["conditions"], "heldout": result["heldout"]}
+    json_path, npz_path = folder / f"step_{step:08d}.json", folder / f"step_{step:08d}.npz"
+    record = json.loads(json_path.read_text()) if json_path.exists() else {"step": step, "layers": {}}
+    record["timestep"] = cfg.probe.timestep
+    record["layers"].update({name: layer["metrics"] for name, layer in result["layers"].items()})
+    arrays = {}
+    if npz_path.exists():
+        with np.load(npz_path) as old:
+            arrays = {k: old[k] for k in old.files}
+    arrays.update({"conditions": result["conditions"], "heldout": result["heldout"]})
     for name, layer in result["layers"].items():
         if layer["embedding"] is not None:
             arrays[f"umap.{name}"] = layer["embedding"]
@@ -466,12 +482,13 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
             arrays[f"activations.{name}"] = layer["activations"].astype(np.float16)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write(folder / f"step_{step:08d}.npz", buffer.getvalue())
+    atomic_write(npz_path, buffer.getvalue())
+    atomic_write(json_path, json.dumps(record, indent=1).encode())
 
 
-def load_probes(run: RunDir) -> list[dict]:
-    """The probe records (metrics per layer) of a run, by step."""
-    folder = run.path / "probes"
+def load_probes(run: RunDir, cfg: Config) -> list[dict]:
+    """The probe records (metrics per layer) of a run's probe set, by step."""
+    folder = probe_dir(run, cfg)
     records = [json.loads(p.read_text()) for p in folder.glob("step_*.json")] if folder.is_dir() else []
     return sorted(records, key=lambda r: r["step"])
 

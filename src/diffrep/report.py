@@ -1,6 +1,6 @@
 """The story of one run: pictures from its scores and probes, and a self-contained report.html.
 
-Everything here reads the run directory only (config.json, scores/, probes/, phases.json), so it
+Everything here reads the run directory only (config.json, scores/, probes/), so it
 works on any run, finished or not, wherever it was trained.
 """
 
@@ -15,8 +15,8 @@ import numpy as np
 
 from .config import Config
 from .phases import analyze_run
-from .plots import save_metric_curves, save_score_curve, save_umap_grid, spread
-from .probes import load_probes
+from .plots import save_metric_curves, save_score_curve, save_umap_grid
+from .probes import load_probes, probe_dir
 from .rundir import RunDir, atomic_write
 from .scoring import load_scores, sampler_tag
 
@@ -32,26 +32,37 @@ def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
         path = run.path / "scores" / f"curve_{tag}.png"
         save_score_curve(scores, "train", path, f"{run.path.name}: in-distribution samples, {tag}")
         written.append(path)
-    probed = load_probes(run)
+    probed = load_probes(run, cfg)
+    folder = probe_dir(run, cfg)
     for layer, summary in analysis["layers"].items():
         rows = summary["checkpoints"]
         if not rows:
             continue
-        path = run.path / "probes" / f"metrics_{layer}.png"
+        path = folder / f"metrics_{layer}.png"
         save_metric_curves(rows, [r for r in probed if layer in r["layers"]], layer, CURVE_METRICS, path,
                            f"{run.path.name}: {layer}")
         written.append(path)
         panels, conditions = [], None
-        for r in spread(rows, 8):
-            with np.load(run.path / "probes" / f"step_{r['step']:08d}.npz") as npz:
+        for r in per_phase(rows):
+            with np.load(folder / f"step_{r['step']:08d}.npz") as npz:
                 if f"umap.{layer}" in npz:
                     panels.append((r["step"], r["phase"], npz[f"umap.{layer}"]))
                     conditions = npz["conditions"]
         if panels:
-            path = run.path / "probes" / f"umap_{layer}.png"
+            path = folder / f"umap_{layer}.png"
             save_umap_grid(panels, conditions, path, f"{run.path.name}: 3D UMAP of {layer} (first two coordinates)")
             written.append(path)
     return written
+
+
+def per_phase(rows: list[dict]) -> list[dict]:
+    """The first and the last checkpoint of each phase, in step order: the pictures to show per phase."""
+    picked = {}
+    for phase in "ABC":
+        labelled = [r for r in rows if r["phase"] == phase]
+        for r in labelled[:1] + labelled[-1:]:
+            picked[r["step"]] = r
+    return [picked[step] for step in sorted(picked)]
 
 
 def summary_lines(run: RunDir, cfg: Config, analysis: dict) -> list[str]:
@@ -107,13 +118,11 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
     first_layer = analysis["layers"].get(cfg.probe.layers[0], {"checkpoints": []})["checkpoints"]
     if first_layer:
         parts.append(f"<h2>Samples per phase ({e(cfg.probe.layers[0])}; in-distribution evaluation set)</h2>")
-    for phase in "ABC":
-        rows = [r for r in first_layer if r["phase"] == phase]
-        for r in {id(x): x for x in rows[:1] + rows[-1:]}.values():  # the first and the last checkpoint of the phase
-            path = run.path / "scores" / f"step_{r['step']:08d}_{sampler_tag(cfg)}.png"
-            if path.exists():
-                caption = f"phase {phase}, step {r['step']} (dominant outcome: {r['outcome']})"
-                parts.append(f"<h3>{e(caption)}</h3>{_img(path, caption)}")
+    for r in per_phase(first_layer):
+        path = run.path / "scores" / f"step_{r['step']:08d}_{sampler_tag(cfg)}.png"
+        if path.exists():
+            caption = f"phase {r['phase']}, step {r['step']} (dominant outcome: {r['outcome']})"
+            parts.append(f"<h3>{e(caption)}</h3>{_img(path, caption)}")
     parts.append(f"<h2>Config</h2><pre>{e(json.dumps(cfg.to_dict(), indent=2))}</pre></body></html>")
     path = run.path / "report.html"
     atomic_write(path, "\n".join(parts).encode())

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import Config, ScoringConfig
-from .data import BumpDataset, in_region
+from .config import Config
+from .data import BumpDataset, evenly_spaced, in_region
 from .detect import OUTCOMES, detect, summarize
 from .diffusion import NoiseSchedule, make_sampler, sample
 from .plots import save_tiled
@@ -47,10 +47,10 @@ def evaluation_set(cfg: Config) -> EvalSet:
     nearest = np.argmin(((targets[:, None, :] - train[None, :, :]) ** 2).sum(-1), axis=1)
     groups = [("train", train[np.unique(nearest)])]
     for i, region in enumerate(d.holdout):
-        groups.append((f"heldout_{i}", _spread(dataset.conditions[in_region(dataset.conditions, region)], cfg.scoring)))
+        groups.append((f"heldout_{i}", evenly_spaced(dataset.conditions[in_region(dataset.conditions, region)], cfg.scoring.heldout_max)))
     unseen = dataset.conditions[~dataset.train & ~dataset.heldout]
     if len(unseen):
-        groups.append(("unseen", _spread(unseen, cfg.scoring)))
+        groups.append(("unseen", evenly_spaced(unseen, cfg.scoring.heldout_max)))
     return EvalSet(
         conditions=np.concatenate([c for _, c in groups]),
         group=np.concatenate([np.full(len(c), i) for i, (_, c) in enumerate(groups)]),
@@ -58,17 +58,13 @@ def evaluation_set(cfg: Config) -> EvalSet:
     )
 
 
-def _spread(conditions: np.ndarray, s: ScoringConfig) -> np.ndarray:
-    """At most heldout_max conditions, evenly spaced through the list (lattice order)."""
-    if len(conditions) <= s.heldout_max:
-        return conditions
-    return conditions[np.unique(np.linspace(0, len(conditions) - 1, s.heldout_max).round().astype(int))]
-
-
 def sampler_tag(cfg: Config) -> str:
-    """'ddim25', 'ddpm1000', 'ddim25_raw': sampler, steps and (if not EMA) weights, as in file names."""
+    """'ddim25', 'ddim25eta0', 'ddpm1000', 'ddim25_raw': sampler, steps, eta (if not 1) and weights
+    (if not EMA), as in file names."""
     s = cfg.scoring
     name = f"ddim{s.sampler_steps}" if s.sampler == "ddim" else f"ddpm{cfg.diffusion.timesteps}"
+    if s.sampler == "ddim" and s.eta != 1.0:
+        name += f"eta{s.eta:g}"
     return name if s.weights == "ema" else f"{name}_{s.weights}"
 
 
@@ -76,7 +72,7 @@ def score_model(model, cfg: Config, evalset: EvalSet | None = None):
     """Sample the evaluation set with `cfg.scoring` and score it: (summary, per-sample arrays, images)."""
     s, d = cfg.scoring, cfg.data
     evalset = evalset or evaluation_set(cfg)
-    sampler = make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None)
+    sampler = make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None, s.eta)
     images = sample(model, sampler, evalset.conditions, d.image_size, seed=s.seed).cpu()
     det = detect(images, evalset.conditions, kind=d.kind, image_size=d.image_size, latent_size=d.latent_size,
                  periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size)

@@ -12,8 +12,8 @@ A run's name spells out its point, keys sorted, e.g. `data.dx=0.5,training.lr=0.
 (characters other than letters, digits and `._+-` become `_`; a name over 100 characters is
 cut and ends with a hash of the point instead, and so does a name that sanitizing made collide).
 
-Running a sweep is idempotent and resumable: a run whose last checkpoint is its last step is
-skipped without starting a process, an interrupted run resumes exactly (training.py), a missing
+Running a sweep is idempotent and resumable: a finished run (`training.is_finished`: its last
+step, or its adaptive stop after phase C, is checkpointed) is skipped without starting a process, an interrupted run resumes exactly (training.py), a missing
 run starts. Invoking a sweep again on the same SWEEP_DIR with the same base config, grid and
 seeds therefore finishes what is left; with a different one it is refused (ConfigError), so a
 sweep directory always holds exactly the runs its sweep.json describes.

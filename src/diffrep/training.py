@@ -156,7 +156,7 @@ class Trainer:
         if self.step == 0:
             self.init_probe = metrics
         elif self.init_probe is None:  # resumed: the initialization's metrics are on disk
-            initial = [r for r in load_probes(self.run) if r["step"] == 0]
+            initial = [r for r in load_probes(self.run, self.cfg) if r["step"] == 0]
             self.init_probe = initial[0]["layers"] if initial else {}
         labels = {name: classify(m, self.init_probe.get(name), self.cfg.phase) for name, m in metrics.items()}
         write_probe(self.run, self.step, result, self.cfg)
