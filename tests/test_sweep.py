@@ -246,8 +246,14 @@ def processes_in_group(pgid: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
 def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
     sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
+    steps = 150  # long enough (a few seconds a run) that the kill lands between runs even on a busy machine
+    quick = {**QUICK, "training.steps": steps}
+
+    def is_finished(run_dir: Path) -> bool:
+        return (run_dir / "checkpoints" / f"step_{steps:08d}.safetensors").is_file()
+
     with open(log, "wb") as stderr:  # a file, not a pipe nobody drains
-        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(quick=QUICK), str(sweep_dir)],
+        proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(quick=quick), str(sweep_dir)],
                                 start_new_session=True, stderr=stderr)
     try:
         deadline = time.monotonic() + 180
@@ -271,7 +277,7 @@ def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
     runs = sweep_dir / "runs"
     finished = {run.name: snapshot(run) for run in runs.iterdir() if is_finished(run)}
     assert 1 <= len(finished) < 3, "the kill should land midway"
-    results = run_sweep(sweep_dir, base(), {"training.lr": [1e-3, 2e-3, 3e-3]}, [0], quiet=True)
+    results = run_sweep(sweep_dir, make_config("tiny", quick), {"training.lr": [1e-3, 2e-3, 3e-3]}, [0], quiet=True)
     statuses = {r["name"]: r["status"] for r in results}
     assert all(statuses[name] == "skipped" for name in finished)
     assert all(status == "finished" for name, status in statuses.items() if name not in finished), results

@@ -114,8 +114,9 @@ class ScoringConfig:
     heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
     sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
     sampler_steps: int = 25  # DDIM steps
-    # DDIM's eta: 1 draws fresh noise at every step like DDPM. Deterministic DDIM (eta = 0) drew
-    # "several bumps" for 10-31% of conditions where DDPM-1000 drew none (BENCHMARKS.md); eta = 1 did not.
+    # DDIM's eta: 1 draws fresh noise at every step like DDPM. Against DDPM-1000 (BENCHMARKS.md),
+    # eta = 0 drew "several bumps" for 9-31% of conditions where DDPM drew none; eta = 1 did not, but
+    # overstated accuracy on late checkpoints (+7 to +18 points). Final numbers: sampler = ddpm.
     eta: float = 1.0
     seed: int = 0  # sampling seed: the same noise for every checkpoint
     weights: str = "ema"  # ema | raw
