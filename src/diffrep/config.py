@@ -149,9 +149,9 @@ class ProbeConfig:
 
 @dataclass
 class PhaseConfig:
-    """Thresholds of the phase rule (one section of the config, `phase.*`); see the module docstring."""
+    """Thresholds of the phase rule (`phase.*`); the rule is in the docstring of phases.py."""
 
-    # Calibrated on two default-preset runs (dx = dy = 0.5, seeds 0 and 1; README, "Phases"): at
+    # Calibrated on two default-preset runs (dx = dy = 0.5, seeds 0 and 1; the docstring of phases.py): at
     # initialization knn_overlap ~0.7 and trustworthiness ~0.95 but mle_dim ~4.7; once ordered before
     # accurate generation, knn_overlap 0.64-0.73, trustworthiness 0.92-0.98, mle_dim 2.7-3.1.
     c_min_knn_overlap: float = 0.6  # ordered: most k-NN in activation space are true (x, y) neighbours
@@ -206,7 +206,7 @@ class Config:
 PRESETS: dict[str, dict[str, object]] = {
     # A laptop-CPU run that goes through the phases in minutes: the denser lattice (dx = dy = 0.5,
     # 4,225 images) and small batches with a higher learning rate reached accurate generation in
-    # fewer steps than dx = 1 with batch 64, lr 1e-3 (README, "Choosing the default").
+    # fewer steps than dx = 1 with batch 64, lr 1e-3 (README, "Choosing the default (measured)").
     "default": {
         "data.dx": 0.5,
         "data.dy": 0.5,
