@@ -25,11 +25,11 @@ from .config import PRESETS, ConfigError, make_config
 from .data import BumpDataset, evenly_spaced
 from .diffusion import NoiseSchedule, make_sampler, sample
 from .phases import analyze_run
-from .plots import save_sample_grid, save_score_curve
+from .plots import save_sample_grid
 from .probes import probe_checkpoint, probe_dir, write_probe
-from .report import summary_lines, write_pictures, write_report, write_sweep_report
+from .report import summary_lines, write_pictures, write_report, write_score_curve, write_sweep_report
 from .rundir import RunDir
-from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
+from .scoring import evaluation_set, score_model, write_scores
 from .sweep import aggregate, load_sweep, parse_grid, parse_seeds, run_sweep, write_table
 from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
 
@@ -125,7 +125,6 @@ def cmd_score(args) -> None:
                  "scoring.tolerance": args.tolerance, "scoring.weights": args.weights, "scoring.seed": args.seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = checkpoint_list(run, args.checkpoints)
-    tag = sampler_tag(cfg)
     evalset = evaluation_set(cfg)
     print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
     for step in steps:
@@ -135,9 +134,7 @@ def cmd_score(args) -> None:
             err = v["median_position_error"]
             print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
                   f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
-    curve = run.path / "scores" / f"curve_{tag}.png"
-    save_score_curve(load_scores(run, tag), "train", curve, f"{run.path.name}: in-distribution samples, {tag}")
-    print(f"scores: {run.path / 'scores'} (curve: {curve})")
+    print(f"scores: {run.path / 'scores'} (curve: {write_score_curve(run, cfg)})")
 
 
 def checkpoint_list(run: RunDir, spec: str) -> list[int]:

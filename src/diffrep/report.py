@@ -23,15 +23,21 @@ from .scoring import load_scores, sampler_tag
 CURVE_METRICS = ["knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x", "x_transfer_r2"]
 
 
-def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
-    """Score curve, metric curves and UMAP panels per probed layer; returns the files written."""
-    written = []
+def write_score_curve(run: RunDir, cfg: Config) -> Path | None:
+    """Outcome fractions over training for the scoring sampler of `cfg`: scores/curve_TAG.png."""
     tag = sampler_tag(cfg)
     scores = load_scores(run, tag)
-    if scores:
-        path = run.path / "scores" / f"curve_{tag}.png"
-        save_score_curve(scores, "train", path, f"{run.path.name}: in-distribution samples, {tag}")
-        written.append(path)
+    if not scores:
+        return None
+    path = run.path / "scores" / f"curve_{tag}.png"
+    save_score_curve(scores, "train", path, f"{run.path.name}: in-distribution samples, {tag}")
+    return path
+
+
+def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
+    """Score curve, metric curves and UMAP panels per probed layer; returns the files written."""
+    curve = write_score_curve(run, cfg)
+    written = [curve] if curve else []
     probed = load_probes(run, cfg)
     folder = probe_dir(run, cfg)
     for layer, summary in analysis["layers"].items():

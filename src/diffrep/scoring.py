@@ -19,7 +19,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .config import Config
 from .data import BumpDataset, evenly_spaced, in_region
@@ -113,10 +112,3 @@ def load_scores(run: RunDir, tag: str) -> list[dict]:
     folder = run.path / "scores"
     records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"step_*_{tag}.json"))] if folder.is_dir() else []
     return sorted(records, key=lambda r: r["step"])
-
-
-@torch.no_grad()
-def copy_weights(target: torch.nn.Module, params: dict[str, torch.Tensor]) -> torch.nn.Module:
-    for name, p in target.named_parameters():
-        p.copy_(params[name])
-    return target.eval()

@@ -30,7 +30,7 @@ from .rundir import STATE_PREFIXES, CheckpointError, RunDir
 from . import probes, scoring
 from .phases import classify
 from .probes import load_probes, probe_checkpoint, write_probe
-from .scoring import copy_weights, evaluation_set, score_model, write_scores
+from .scoring import evaluation_set, score_model, write_scores
 
 
 class TrainingDiverged(RuntimeError):
@@ -141,7 +141,10 @@ class Trainer:
             with torch.random.fork_rng():  # its throwaway initialization leaves the RNG state alone
                 self.eval_model = build_model(self.cfg).to(self.device)
         weights = self.ema.params if self.cfg.scoring.weights == "ema" else dict(self.model.named_parameters())
-        return copy_weights(self.eval_model, weights)
+        with torch.no_grad():
+            for name, p in self.eval_model.named_parameters():
+                p.copy_(weights[name])
+        return self.eval_model.eval()
 
     def score(self) -> None:
         if self.evalset is None:
