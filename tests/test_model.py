@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffrep.config import ConfigError, make_config
-from diffrep.model import UNet, build_model, resolve_hook
+from diffrep.model import StopForward, UNet, build_model, resolve_hook
 
 
 def tiny_model(**overrides):
@@ -46,6 +46,19 @@ def test_layer4_is_the_late_encoder_block():
     assert resolve_hook("bottleneck") == "mid"
     with pytest.raises(ConfigError, match="unknown hook point 'layer9'"):
         resolve_hook("layer9")
+
+
+def test_stop_early_records_the_same_outputs_and_skips_the_rest():
+    model = tiny_model()
+    x, t, labels = inputs()
+    with model.capture(["down2", "layer4", "down3"]) as full:
+        model(x, t, labels)
+    with model.capture(["mid"]) as later, model.capture(["down3", "layer4", "down2"], stop_early=True) as early:
+        with pytest.raises(StopForward):
+            model(x, t, labels)
+    assert set(early) == {"down2", "down3", "layer4"}  # aliases of one module both recorded
+    assert all(torch.equal(early[k], full[k]) for k in early)
+    assert later == {}  # the bottleneck after layer4 never ran
 
 
 def test_hooks_are_removed_after_capture():

@@ -106,6 +106,10 @@ class Block(nn.Module):
         return self.attention(h) if self.attention is not None else h
 
 
+class StopForward(Exception):
+    """Raised by a `UNet.capture(..., stop_early=True)` hook once every requested output is recorded."""
+
+
 class UNet(nn.Module):
     HOOKS = ("stem", "down1", "down2", "down3", "mid", "up1", "up2", "up3", "head")
 
@@ -161,13 +165,25 @@ class UNet(nn.Module):
         return self.head(h)
 
     @contextlib.contextmanager
-    def capture(self, names):
-        """Record the outputs of the named hook points: `with model.capture(["layer4"]) as acts:`."""
+    def capture(self, names, stop_early: bool = False):
+        """Record the outputs of the named hook points: `with model.capture(["layer4"]) as acts:`.
+
+        With stop_early, the forward pass raises `StopForward` right after the last of them (in
+        forward order) has run: a probe of "layer4" then skips the whole decoder. The caller
+        catches it around its `model(...)` call.
+        """
         acts: dict[str, torch.Tensor] = {}
+        last = max((resolve_hook(n) for n in names), key=self.HOOKS.index, default=None)
+
+        def record(name, out):
+            acts[name] = out.detach()
+            if stop_early and resolve_hook(name) == last and all(n in acts for n in names):
+                raise StopForward
+
         handles = []
         for name in names:
             module = getattr(self, resolve_hook(name))
-            handles.append(module.register_forward_hook(lambda _m, _i, out, name=name: acts.__setitem__(name, out.detach())))
+            handles.append(module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)))
         try:
             yield acts
         finally:

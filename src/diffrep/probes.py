@@ -16,7 +16,8 @@ and the run's `DataConfig`, so every checkpoint of a run is measured on the same
   activations the output of each named hook point (`diffrep.model.UNet.HOOKS`, or the aliases
               "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid), with the
               model in eval mode under `torch.inference_mode`, flattened per condition to
-              [K, C * H * W] float32 (C, H, W order).
+              [K, C * H * W] float32 (C, H, W order). The forward pass stops once the last
+              requested hook point has run (a "layer4" probe never runs the decoder).
 
 Metrics are pure, deterministic functions of (activations [K, D], conditions [K, 2]):
 
@@ -66,7 +67,7 @@ import torch
 
 from .config import Config, DataConfig, ProbeConfig
 from .data import in_region
-from .model import resolve_hook
+from .model import StopForward, resolve_hook
 from .rundir import RunDir, atomic_write
 
 
@@ -126,12 +127,15 @@ def capture_activations(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), model.capture(list(layers)) as acts:
+        with torch.inference_mode(), model.capture(list(layers), stop_early=True) as acts:
             for start in range(0, len(conditions), batch_size):
                 labels = conditions[start:start + batch_size].to(device)
                 b = len(labels)
                 t = torch.full((b,), timestep, device=device, dtype=torch.long)
-                model(x_t.expand(b, -1, -1, -1), t, labels)
+                try:
+                    model(x_t.expand(b, -1, -1, -1), t, labels)
+                except StopForward:  # every requested layer is recorded; the rest would be wasted
+                    pass
                 for name in layers:
                     chunks[name].append(acts[name].float().reshape(b, -1).cpu().numpy())
     finally:
