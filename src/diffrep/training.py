@@ -79,8 +79,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        for k, p in model.named_parameters():
-            self.params[k].lerp_(p, 1 - decay)
+        names, params = zip(*model.named_parameters())
+        # One fused call over all 124 tensors of the default UNet: ~3x cheaper than a Python loop.
+        torch._foreach_lerp_([self.params[k] for k in names], list(params), 1 - decay)
 
 
 @dataclass
@@ -96,7 +97,9 @@ class Trainer:
         torch.manual_seed(t.seed)  # the weights' initialization
         self.model = build_model(self.cfg).to(self.device)
         self.ema = EMA(self.model, t.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        # fused: one kernel for all parameters, ~4x cheaper than the default loop on the CPU
+        # (1.1 vs 4.3 ms of a 85 ms step, BENCHMARKS.md); deterministic like the loop.
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
         self.generator = torch.Generator().manual_seed(t.seed)  # every random draw of training
         self.schedule = NoiseSchedule(self.cfg.diffusion)
         self.dataset = BumpDataset(self.cfg.data)
@@ -173,11 +176,14 @@ class Trainer:
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         for k in self.ema.params:
             self.ema.params[k].copy_(tensors[f"ema.{k}"])
+        params = list(self.model.parameters())
         state: dict[int, dict] = {}
         for key, v in tensors.items():
             if key.startswith("optim."):
                 _, i, name = key.split(".", 2)
-                state.setdefault(int(i), {})[name] = v.to(self.device) if name != "step" else v
+                # Moments take their parameter's layout (channels-last convolutions): the fused
+                # AdamW kernel walks parameter, gradient and moments in memory order.
+                state.setdefault(int(i), {})[name] = v if name == "step" else torch.empty_like(params[int(i)]).copy_(v)
         self.optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
         self.generator.set_state(tensors["rng.train"])
         torch.set_rng_state(tensors["rng.torch"])
