@@ -46,6 +46,30 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
+def time_first_umap_call(cfg) -> float:
+    """Seconds of the process's first UMAP call (numba compilation) on a small input; later calls are warm."""
+    p = cfg.probe
+    conds, _ = probe_conditions(cfg.data, 8)
+    acts = np.random.default_rng(0).normal(size=(len(conds), 32))
+    return timed(umap_r2, acts, conds, p.umap_neighbors, p.umap_min_dist, p.umap_seed)[1]
+
+
+def time_probe(model, cfg, layers: list[str], grid: int) -> dict:
+    """Seconds of capture, metrics without UMAP and UMAP (call `time_first_umap_call` first, so that
+    it is warm) on a grid x grid probe set of `layers` of `model`, with cfg's probe settings."""
+    p = cfg.probe
+    conds, _ = probe_conditions(cfg.data, grid)
+    acts, capture_s = timed(capture_activations, model, conds, layers, p.timestep, NoiseSchedule(cfg.diffusion),
+                            cfg.data.image_size, p.noise_seed)
+    metrics_s = umap_s = 0.0
+    for a in acts.values():
+        metrics_s += timed(probe_metrics, a, conds, dataclasses.replace(p, umap=False))[1]
+        umap_s += timed(umap_r2, a, conds, p.umap_neighbors, p.umap_min_dist, p.umap_seed)[1]
+    return {"grid": grid, "conditions": len(conds), "dims": {k: v.shape[1] for k, v in acts.items()},
+            "capture_s": round(capture_s, 3), "metrics_s": round(metrics_s, 3), "umap_s": round(umap_s, 3),
+            "total_s": round(capture_s + metrics_s + umap_s, 3)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", nargs="?", help="a run directory (default: the default preset at init)")
@@ -65,36 +89,19 @@ def main(argv=None) -> dict:
         source = f"{args.run_dir} step {step}"
     else:
         cfg = make_config("default", {})
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.training.seed)
         model = build_model(cfg).eval()
         source = "default preset at initialization"
     layers = args.layers.split(",")
     grids = [int(g) for g in args.grids.split(",")]
-    schedule = NoiseSchedule(cfg.diffusion)
-    p = cfg.probe
 
-    # The first UMAP call of the process compiles numba kernels; time it apart on a small input.
-    warm_conds, _ = probe_conditions(cfg.data, 8)
-    warm_acts = np.random.default_rng(0).normal(size=(len(warm_conds), 32))
-    _, umap_first_call_s = timed(umap_r2, warm_acts, warm_conds, p.umap_neighbors, p.umap_min_dist, p.umap_seed)
-
+    umap_first_call_s = time_first_umap_call(cfg)
     rows = []
     for grid in grids:
-        conds, _ = probe_conditions(cfg.data, grid)
-        acts, capture_s = timed(capture_activations, model, conds, layers, p.timestep, schedule,
-                                cfg.data.image_size, p.noise_seed)
-        metrics_s = umap_s = 0.0
-        for a in acts.values():
-            _, s = timed(probe_metrics, a, conds, dataclasses.replace(p, umap=False))
-            metrics_s += s
-            _, s = timed(umap_r2, a, conds, p.umap_neighbors, p.umap_min_dist, p.umap_seed)
-            umap_s += s
-        row = {"grid": grid, "conditions": len(conds), "dims": {k: v.shape[1] for k, v in acts.items()},
-               "capture_s": round(capture_s, 3), "metrics_s": round(metrics_s, 3), "umap_s": round(umap_s, 3),
-               "total_s": round(capture_s + metrics_s + umap_s, 3)}
+        row = time_probe(model, cfg, layers, grid)
         rows.append(row)
-        print(f"grid {grid:3d} ({len(conds):5d} conditions, {','.join(layers)}): capture {capture_s:6.2f} s"
-              f"  metrics {metrics_s:6.2f} s  umap {umap_s:6.2f} s  total {row['total_s']:6.2f} s", flush=True)
+        print(f"grid {grid:3d} ({row['conditions']:5d} conditions, {','.join(layers)}): capture {row['capture_s']:6.2f} s"
+              f"  metrics {row['metrics_s']:6.2f} s  umap {row['umap_s']:6.2f} s  total {row['total_s']:6.2f} s", flush=True)
 
     result = {"date": datetime.date.today().isoformat(), "source": source, "layers": layers,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),

@@ -83,6 +83,26 @@ def matmul_gflops_samples(n: int, repeats: int, device: torch.device, min_repeat
 
 
 # ----------------------------------------------------------------------------
+# 2. training steps
+
+
+def time_train_steps(trainer: Trainer, steps: int, warmup: int) -> tuple[list[float], float]:
+    """(seconds of each of `steps` timed `Trainer.train_step` calls, their total wall time),
+    after `warmup` untimed steps."""
+    for _ in range(warmup):
+        trainer.train_step()
+    step_times = []
+    sync(trainer.device)
+    total0 = time.perf_counter()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        trainer.train_step()  # ends in loss.item(), which waits for the device
+        sync(trainer.device)
+        step_times.append(time.perf_counter() - t0)
+    return step_times, time.perf_counter() - total0
+
+
+# ----------------------------------------------------------------------------
 # 3. FLOPs of one forward + backward
 
 
@@ -167,17 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
         trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
         params = sum(p.numel() for p in trainer.model.parameters())
-        for _ in range(args.warmup):
-            trainer.train_step()
-        step_times = []
-        sync(device)
-        total0 = time.perf_counter()
-        for _ in range(args.steps):
-            t0 = time.perf_counter()
-            trainer.train_step()  # ends in loss.item(), which waits for the device
-            sync(device)
-            step_times.append(time.perf_counter() - t0)
-        total_s = time.perf_counter() - total0
+        step_times, total_s = time_train_steps(trainer, args.steps, args.warmup)
         flops_per_step, flops_by_op = count_step_flops(trainer)
 
     mm_after = matmul_gflops_samples(args.matmul_size, args.matmul_repeats, device)
