@@ -109,6 +109,48 @@ def _dir_without_config(ws: Path, trained: Path) -> None:
     (d / "metrics.jsonl").write_text('{"step": 1}\n')
 
 
+def _huge_batch(d: dict) -> None:
+    """A valid config whose training step needs terabytes: 65536 images of 256 x 256 per batch."""
+    d["data"].update(image_size=256, latent_size=256.0, x_max=256.0, y_max=256.0, dx=16.0, dy=16.0)
+    d["training"]["batch_size"] = 65536
+
+
+def _replace(ws: Path, trained: Path, name: str, data: bytes, keep: bool = False) -> None:
+    """A run whose file `name` holds `data` (before its old content, with keep)."""
+    path = _copy_run(ws, trained) / name
+    path.write_bytes(data + (path.read_bytes() if keep else b""))
+
+
+def _config_is_a_folder(ws: Path, trained: Path) -> None:
+    config = _copy_run(ws, trained) / "config.json"
+    config.unlink()
+    config.mkdir()
+
+
+def _checkpoint_old_format(ws: Path, trained: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    _copy_run(ws, trained)
+    path = _checkpoint(ws)
+    with safe_open(path, framework="pt") as f:
+        header = f.metadata()
+    save_file(load_file(path), path, metadata={**header, "format": "diffrep-checkpoint-0"})
+
+
+def _checkpoint_is_a_pickle(ws: Path, trained: Path) -> None:
+    _copy_run(ws, trained)
+    torch.save({"model.stem.weight": torch.zeros(3)}, _checkpoint(ws))
+
+
+def _sweep_manifest(ws: Path, version: int = 1, text: str | None = None) -> None:
+    from diffrep.config import make_config
+
+    (ws / "sweep" / "runs").mkdir(parents=True)
+    record = {"version": version, "base": make_config("tiny").to_dict(), "grid": {}, "seeds": [0], "runs": ["seed=0"]}
+    (ws / "sweep" / "sweep.json").write_text(text if text is not None else json.dumps(record))
+
+
 def _existing_out(ws: Path, trained: Path) -> None:
     _copy_run(ws, trained)
     (ws / "out.png").write_bytes(b"\x89PNG not really, but precious\n")
@@ -129,6 +171,23 @@ SETUPS = {
     "nonempty_dir": _nonempty_dir,
     "dir_without_config": _dir_without_config,
     "existing_out": _existing_out,
+    # hand-edited or damaged run files, and files from another version
+    "config_huge_batch": lambda ws, tr: _edit_config(ws, tr, _with_json(_huge_batch)),
+    "config_nan_literal": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d["data"].update(sigma=float("nan")))),
+    "config_wrong_type": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d["training"].update(lr="fast"))),
+    "config_null_section": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d.update(data=None))),
+    "config_version_string": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d.update(version="1"))),
+    "config_empty": lambda ws, tr: _edit_config(ws, tr, lambda t: ""),
+    "config_deeply_nested": lambda ws, tr: _edit_config(ws, tr, lambda t: "[" * 100_000 + "]" * 100_000),
+    "config_not_utf8": lambda ws, tr: _replace(ws, tr, "config.json", b"\xff\xfe{}"),
+    "config_is_a_folder": _config_is_a_folder,
+    "metrics_hand_edited": lambda ws, tr: _replace(ws, tr, "metrics.jsonl", b'{"step": "three"}\n', keep=True),
+    "checkpoint_old_format": _checkpoint_old_format,
+    "checkpoint_is_a_pickle": _checkpoint_is_a_pickle,
+    "probes_npz_damaged": lambda ws, tr: _replace(ws, tr, f"probes/step_{CORRUPT_STEP:08d}.npz", b"not a zip file"),
+    "probes_json_damaged": lambda ws, tr: _replace(ws, tr, f"probes/step_{CORRUPT_STEP:08d}.json", b'{"step": 3,'),
+    "sweep_version_99": lambda ws, tr: _sweep_manifest(ws, version=99),
+    "sweep_manifest_damaged": lambda ws, tr: _sweep_manifest(ws, text="{not json"),
 }
 
 
@@ -236,7 +295,91 @@ CASES = [
     ("no_command", [], None, ["command"]),
     ("sample_without_run_dir", ["sample"], None, ["RUN_DIR"]),
     ("train_unknown_option", ["train", "tiny", "--bogus"], None, ["--bogus"]),
+    # sizes that would not fit in memory: refused before anything is allocated or written
+    ("huge_batch_and_images", ["train", "tiny", "--set", "data.image_size=256", "--set", "data.latent_size=256",
+                               "--set", "data.x_max=256", "--set", "data.y_max=256", "--set", "data.dx=16",
+                               "--set", "data.dy=16", "--set", "training.batch_size=65536"], None,
+     ["training.batch_size", "GiB"]),
+    ("huge_widths", ["train", "tiny", "--set", "model.widths=[1000000,1000000,1000000]"], None, ["model.widths", "GiB"]),
+    ("huge_emb_dim", ["train", "tiny", "--set", "model.emb_dim=1000000000"], None, ["model.emb_dim", "GiB"]),
+    ("huge_steps", ["train", "tiny", "--set", "training.steps=1000000000000"], None, ["training.steps", "1000000000"]),
+    ("too_many_checkpoints", ["train", "tiny", "--set", "training.steps=100000000", "--set", "training.checkpoint_every=1"],
+     None, ["training.checkpoint_every", "100000"]),
+    ("resume_config_huge_batch", ["train", "--resume", "{run}"], "config_huge_batch", ["training.batch_size", "GiB"]),
+    # masks that leave no data
+    ("keep_fraction_leaves_nothing", ["train", "tiny", "--set", "data.keep_fraction=0.001"], None,
+     ["data.keep_fraction", "no training data"]),
+    ("cross_holdout_covers_everything", ["train", "tiny", "--set", 'data.holdout=[{"kind":"cross","width":100}]'], None,
+     ["data.holdout", "no training data"]),
+    # hand-edited config.json, unreadable paths
+    ("resume_config_nan", ["train", "--resume", "{run}"], "config_nan_literal", ["config.json", "data.sigma", "finite"]),
+    ("sample_config_wrong_type", ["sample", "{run}"], "config_wrong_type", ["config.json", "training.lr", "number"]),
+    ("sample_config_null_section", ["sample", "{run}"], "config_null_section", ["config.json", "data", "object"]),
+    ("sample_config_version_string", ["sample", "{run}"], "config_version_string", ["config.json", "version", "integer"]),
+    ("score_config_empty", ["score", "{run}"], "config_empty", ["config.json", "JSON"]),
+    ("score_config_deeply_nested", ["score", "{run}"], "config_deeply_nested", ["config.json", "recursion"]),
+    ("probe_config_not_utf8", ["probe", "{run}"], "config_not_utf8", ["config.json", "utf-8"]),
+    ("sample_config_is_a_folder", ["sample", "{run}"], "config_is_a_folder", ["RUN_DIR", "config.json"]),
+    ("run_dir_inside_a_file", ["train", "tiny", "--run-dir", "{ws}/out.png/run"], "existing_out",
+     ["--run-dir", "Not a directory"]),
+    ("demo_run_dir_is_a_file", ["demo", "--run-dir", "{ws}/out.png"], "existing_out", ["--run-dir", "not a directory"]),
+    # other run files: hand-edited, damaged, from another version
+    ("resume_metrics_hand_edited", ["train", "--resume", "{run}"], "metrics_hand_edited", ["metrics.jsonl", "line 1"]),
+    ("sample_checkpoint_old_format", ["sample", "{run}"], "checkpoint_old_format",
+     ["checkpoint", "diffrep-checkpoint-0", "diffrep-checkpoint-1"]),
+    ("sample_checkpoint_is_a_pickle", ["sample", "{run}"], "checkpoint_is_a_pickle", ["checkpoint", "unreadable"]),
+    ("probe_npz_damaged", ["probe", "{run}", "--checkpoints", str(CORRUPT_STEP)], "probes_npz_damaged",
+     ["step_00000003.npz", "unreadable"]),
+    ("probe_json_damaged", ["probe", "{run}", "--checkpoints", str(CORRUPT_STEP)], "probes_json_damaged",
+     ["step_00000003.json", "JSON"]),
+    # score and probe options
+    ("score_steps_zero", ["score", "{run}", "--steps", "0"], "run", ["scoring.sampler_steps"]),
+    ("score_tolerance_nan", ["score", "{run}", "--tolerance", "nan"], "run", ["scoring.tolerance", "finite"]),
+    ("score_eta_above_one", ["score", "{run}", "--eta", "2"], "run", ["scoring.eta", "[0, 1]"]),
+    ("score_checkpoints_malformed", ["score", "{run}", "--checkpoints", "1,,2"], "run", ["--checkpoint"]),
+    ("score_checkpoint_missing", ["score", "{run}", "--checkpoints", "999"], "run", ["--checkpoint", "999"]),
+    ("probe_unknown_layer", ["probe", "{run}", "--layers", "layer9"], "run", ["probe.layers", "layer9"]),
+    ("probe_timestep_out_of_range", ["probe", "{run}", "--timestep", "1000"], "run", ["probe.timestep"]),
+    ("probe_grid_huge", ["probe", "{run}", "--grid", "100000"], "run", ["probe.grid", "[4, 64]"]),
+    # sweeps: empty grids and seeds, bad options, another version
+    ("sweep_seeds_empty", ["sweep", "tiny", "--seeds", "", "--sweep-dir", "{ws}/sw"], None, ["--seeds"]),
+    ("sweep_grid_without_values", ["sweep", "tiny", "--grid", "training.lr=", "--sweep-dir", "{ws}/sw"], None,
+     ["--grid"]),
+    ("sweep_grid_nan", ["sweep", "tiny", "--grid", "data.sigma=NaN,1", "--sweep-dir", "{ws}/sw"], None,
+     ["data.sigma", "finite"]),
+    ("sweep_workers_zero", ["sweep", "tiny", "--workers", "0", "--sweep-dir", "{ws}/sw"], None, ["--workers"]),
+    ("sweep_gpus_nan", ["sweep", "tiny", "--gpus-per-run", "nan", "--sweep-dir", "{ws}/sw"], None, ["--gpus-per-run"]),
+    ("sweep_without_dir", ["sweep", "tiny"], None, ["--sweep-dir"]),
+    ("sweep_resume_not_a_sweep", ["sweep", "--resume", "{ws}/nonexistent"], None, ["sweep.json"]),
+    ("sweep_resume_version_99", ["sweep", "--resume", "{ws}/sweep"], "sweep_version_99", ["sweep.json", "version 99"]),
+    ("sweep_resume_manifest_damaged", ["sweep", "--resume", "{ws}/sweep"], "sweep_manifest_damaged",
+     ["sweep.json", "unreadable"]),
+    # aggregate
+    ("aggregate_missing_dir", ["aggregate", "{ws}/nonexistent"], None, ["nonexistent", "no such directory"]),
+    ("aggregate_out_is_a_folder", ["aggregate", "{run}", "--out", "{ws}"], "run", ["--out", "folder"]),
+    ("aggregate_out_folder_missing", ["aggregate", "{run}", "--out", "{ws}/missing/t.csv"], "run",
+     ["--out", "does not exist"]),
 ]
+
+# Each kind of bad input that issue 8 names, and some of the cases above that are of that kind.
+CATEGORIES = {
+    "wrong types": ["steps_not_a_number", "periodic_int", "sample_config_wrong_type", "sample_config_version_string"],
+    "out-of-range values": ["sigma_negative", "keep_fraction_above_one", "score_eta_above_one", "probe_grid_huge"],
+    "NaN": ["sigma_nan", "sample_at_nan", "score_tolerance_nan", "resume_config_nan", "sweep_grid_nan"],
+    "empty grids": ["sweep_grid_without_values", "sweep_seeds_empty"],
+    "masks leaving no data": ["holdout_removes_everything", "keep_fraction_leaves_nothing",
+                              "cross_holdout_covers_everything"],
+    "sizes that would not fit in memory": ["huge_lattice_total", "huge_batch_and_images", "huge_widths", "huge_emb_dim",
+                                           "huge_steps", "resume_config_huge_batch"],
+    "unreadable paths": ["resume_nonexistent", "sample_config_is_a_folder", "probe_config_not_utf8",
+                         "run_dir_inside_a_file", "aggregate_missing_dir"],
+    "run files from an incompatible version": ["resume_config_version_99", "sample_checkpoint_old_format",
+                                               "sweep_resume_version_99"],
+    "hand-edited config.json": ["sample_config_unknown_key", "resume_config_bad_value", "sample_config_null_section",
+                                "score_config_deeply_nested", "resume_config_huge_batch"],
+    "other damaged run files": ["sample_checkpoint_truncated", "sample_checkpoint_is_a_pickle", "probe_npz_damaged",
+                                "resume_metrics_hand_edited", "sweep_resume_manifest_damaged"],
+}
 
 # `training.device=cuda` where there is no CUDA: rejected before the run directory is created.
 DEVICE_CUDA_CASE = pytest.param(
@@ -305,7 +448,8 @@ def workspace(tmp_path, monkeypatch) -> Path:
 def test_table_is_large_and_ids_unique():
     ids = [case[0] for case in CASES]
     assert len(ids) == len(set(ids))
-    assert len(CASES) >= 30
+    assert len(CASES) >= 40
+    assert {case for cases in CATEGORIES.values() for case in cases} <= set(ids)
 
 
 @pytest.mark.parametrize("case_id, argv, setup, needles", TABLE)

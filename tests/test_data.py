@@ -426,3 +426,71 @@ def test_keep_fraction_rounding_to_zero_raises():
     # 0.0004 * 1089 = 0.44 -> round -> 0 training points
     with pytest.raises(ConfigError, match=r"data\.keep_fraction"):
         dataset(keep_fraction=0.0004)
+
+
+# ----------------------------------------------------------------------------
+# bumps + stripes, rim examples, digits
+
+
+def test_bumps_plus_stripes_holds_the_frame_bumps_and_the_stripes():
+    both = dataset(kind="bumps+stripes", latent_size=44.0, x_max=44.0, y_max=44.0)
+    only = stripes()
+    inside = data.in_frame(both.conditions, 32, 44.0)
+    assert inside.sum() == 33 * 33 and len(both.conditions) == 33 * 33 + len(only.conditions)
+    np.testing.assert_array_equal(both.conditions[~inside], only.conditions)
+    images = both.render(both.conditions[[0, int(np.flatnonzero(inside)[0])]]).numpy()
+    stripe_at, bump_at = both.conditions[0], both.conditions[np.flatnonzero(inside)[0]]
+    np.testing.assert_allclose(images[0, 0], img(*stripe_at, kind="stripes", latent_size=44.0), atol=ATOL)
+    np.testing.assert_allclose(images[1, 0], img(*bump_at, kind="bumps", latent_size=44.0), atol=ATOL)
+
+
+def test_rim_examples_join_training_after_the_lambda_subsample():
+    plain = stripes(keep_fraction=0.5)
+    rim = stripes(keep_fraction=0.5, rim_examples=8, rim_width=2.0)
+    n = len(plain.conditions)
+    np.testing.assert_array_equal(rim.conditions[:n], plain.conditions)  # the stripes and their subsample are kept
+    np.testing.assert_array_equal(rim.train[:n], plain.train)
+    added = rim.conditions[n:]
+    assert len(added) == 8 and rim.train[n:].all() and not rim.heldout[n:].any()
+    assert data.in_frame(added, 32, 44.0).all()
+    to_edge = np.minimum(added - 6, 38 - added).min(axis=1)  # the frame is [6, 38] in the 44 latent square
+    assert (to_edge <= 2.0).all()
+    angles = np.sort(np.arctan2(added[:, 1] - 22, added[:, 0] - 22))
+    assert np.diff(angles).min() > 0.3  # spread around the frame, not bunched on one side
+
+
+def test_rim_examples_need_the_stripes_kind_and_room_on_the_rim():
+    with pytest.raises(ConfigError, match=r"^data\.rim_examples: only with data\.kind = stripes"):
+        make_config("default", {"data.rim_examples": 4})
+    # frame [6, 38], dx = 1: 33^2 points, of which those with a label in {6, 7, 37, 38}: 33^2 - 29^2 = 248
+    with pytest.raises(ConfigError, match=r"^data\.rim_examples: the rim .* holds 248 lattice points \(got 500\)"):
+        stripes(rim_examples=500, rim_width=1.0)
+
+
+@pytest.mark.parametrize("glyph", [0, 1, 7])
+def test_a_glyph_is_placed_by_its_intensity_centroid(glyph):
+    rng = np.random.default_rng(glyph)
+    centres = np.stack([rng.uniform(9, 23, 6), rng.uniform(9, 23, 6)], axis=1)
+    images = render(torch.tensor(centres), kind="digits", glyph=glyph, glyph_scale=1.5).numpy()[:, 0]
+    intensity = (images + 1) / 2
+    assert images.min() == -1.0 and images.max() <= 1.0 and images.max() > 0.5
+    pixel = np.arange(32) + 0.5
+    centroid = np.stack([(intensity.sum(1) * pixel).sum(1), (intensity.sum(2) * pixel).sum(1)], 1) / intensity.sum((1, 2))[:, None]
+    np.testing.assert_allclose(centroid, centres, atol=0.1)  # sampling the interpolated glyph moves it by < 0.1 px
+    # the glyph itself: at scale 1 and an integer-aligned centroid it is the 8 x 8 bitmap, shifted
+    glyph_image = data.digit_glyph(glyph)
+    cx, cy = data.glyph_centroid(glyph_image)
+    shifted = render(torch.tensor([[12 + cx, 10 + cy]]), kind="digits", glyph=glyph, glyph_scale=1.0).numpy()[0, 0]
+    np.testing.assert_allclose((shifted[10:18, 12:20] + 1) / 2, glyph_image, atol=1e-6)
+
+
+def test_digits_lattice_must_keep_every_glyph_inside_the_frame():
+    with pytest.raises(ConfigError, match=r"^data\.x_min, data\.x_max: glyph 0 at scale 1\.5 lies inside the frame only "
+                                          r"for x in \[5\.34, 26\.84\] \(got 0, 32\)"):
+        dataset(kind="digits")
+    ds = dataset(kind="digits", x_min=8.0, x_max=24.0, y_min=8.0, y_max=24.0)
+    assert len(ds) == 17 * 17
+    with pytest.raises(ConfigError, match=r"^data\.glyph: must be in \[0, 1796\]"):
+        make_config("default", {"data.kind": "digits", "data.glyph": 1797})
+    with pytest.raises(ConfigError, match=r"^data\.periodic: not with data\.kind = digits"):
+        make_config("default", {"data.kind": "digits", "data.periodic": True})

@@ -285,3 +285,40 @@ def test_summarize_without_located_images_has_nan_errors():
     summary = summarize(detect(-np.ones((2, 1, N, N)), [[16.0, 16.0]] * 2))
     assert summary["frac_none"] == 1.0
     assert np.isnan(summary["mean_position_error"]) and np.isnan(summary["median_position_error"])
+
+
+# ----------------------------------------------------------------------------
+# glyphs and bumps + stripes
+
+
+def test_every_digit_glyph_rendered_exactly_is_one_accurate_glyph():
+    from diffrep.data import glyph_extent
+
+    rng = np.random.default_rng(0)
+    for glyph in range(10):  # the first ten glyphs are the digits 0-9
+        left, right, top, bottom = glyph_extent(glyph, 1.5)
+        centres = np.stack([rng.uniform(left, 32 - right, 20), rng.uniform(top, 32 - bottom, 20)], axis=1)
+        det = detect(render(torch.tensor(centres), kind="digits", glyph=glyph), centres, kind="digits")
+        assert (det.n_components == 1).all(), glyph  # faint strokes do not split a glyph
+        assert (det.outcome == ACCURATE).all() and np.abs(det.error).max() < 0.15, glyph
+
+
+def test_two_glyphs_are_several_and_a_shifted_glyph_is_wrong():
+    centres = np.array([[10.0, 10.0], [22.0, 22.0]])
+    two = torch.maximum(*render(torch.tensor(centres), kind="digits", glyph=3).split(1))
+    assert detect(two, centres[:1], kind="digits").outcome[0] == SEVERAL
+    shifted = render(torch.tensor([[16.8, 16.0]]), kind="digits", glyph=3)
+    det = detect(shifted, [[16.0, 16.0]], kind="digits")
+    assert det.outcome[0] == WRONG and det.error[0, 0] == pytest.approx(0.8, abs=0.1)
+
+
+def test_bumps_plus_stripes_scores_each_condition_by_its_own_rule():
+    L = 44.0
+    conditions = np.array([[20.0, 15.0], [20.0, 2.0], [2.0, 30.0]])  # a bump, a vertical and a horizontal stripe
+    images = render(torch.tensor(conditions), kind="bumps+stripes", latent_size=L)
+    det = detect(images, conditions, kind="bumps+stripes", latent_size=L)
+    assert list(det.outcome) == [ACCURATE] * 3
+    assert np.isnan(det.error[1, 1]) and np.isnan(det.error[2, 0])  # hidden labels are not located
+    # a bump where a stripe was asked for is not a stripe, and a stripe where a bump was is not a bump
+    swapped = detect(images[[1, 0]], conditions[[0, 1]], kind="bumps+stripes", latent_size=L)
+    assert ACCURATE not in swapped.outcome

@@ -108,3 +108,20 @@ def test_paper_preset_has_paper_widths():
     model = build_model(cfg)
     assert cfg.model.widths == [64, 128, 256]
     assert model.down3.conv2.out_channels == 256
+
+
+def test_without_skips_the_decoder_never_reads_the_encoder_features():
+    x, t, labels = inputs()
+    other = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    for skips in (True, False):
+        model = tiny_model(**{"model.skips": skips})
+        assert model.up1.conv1.in_channels == (32 if skips else 16)  # 2 w2 with the skip, w2 without
+        with model.capture(["mid"]) as acts:
+            out = model(x, t, labels)
+        # Another input whose bottleneck output is replaced by x's: only the skips can tell them apart.
+        handle = model.mid.register_forward_hook(lambda _m, _i, _o: acts["mid"])
+        try:
+            swapped = model(other, t, labels)
+        finally:
+            handle.remove()
+        assert torch.equal(swapped, out) == (not skips)

@@ -11,7 +11,7 @@ from diffrep.config import make_config
 from diffrep.data import BumpDataset, in_region, render
 from diffrep.diffusion import NoiseSchedule
 from diffrep.rundir import RunDir
-from diffrep.scoring import evaluation_set, load_scores, score_model
+from diffrep.scoring import denoising_loss, evaluation_set, load_scores, score_model
 from diffrep.training import train
 
 
@@ -127,3 +127,30 @@ def test_score_bad_input_is_one_line_and_exit_2(scored_run, capsys, args, names)
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and names in err and "Traceback" not in err
     assert sorted(p.name for p in (scored_run.path / "scores").iterdir()) == before
+
+
+def test_frame_group_is_a_grid_of_2d_lattice_points_in_the_frame_trained_on_or_not():
+    cfg = make_config("default", {"data.kind": "stripes", "data.latent_size": 44.0, "data.x_max": 44.0,
+                                  "data.y_max": 44.0, "scoring.grid": 4, "scoring.frame_grid": True})
+    ev = evaluation_set(cfg)
+    assert ev.names[-1] == "frame"
+    frame = ev.conditions[ev.group == len(ev.names) - 1]
+    # cell centres 6 + 4, 12, 20, 28 snapped to the 0.5 lattice: the 16 pairs of 10, 18, 26, 34
+    np.testing.assert_array_equal(np.unique(frame[:, 0]), [10.0, 18.0, 26.0, 34.0])
+    assert len(frame) == 16
+    assert not any(tuple(c) in {tuple(t) for t in BumpDataset(cfg.data).conditions} for c in frame)  # compositions
+    assert "frame" not in evaluation_set(make_config("default")).names  # off by default
+
+
+@pytest.mark.parametrize("draw, zero", [(lambda labels: render(labels), True),
+                                        (lambda labels: render(labels + torch.tensor([2.0, 0.0])), False)],
+                         ids=["exact", "shifted_2px"])
+def test_denoising_loss_is_zero_for_the_exact_denoiser_only(draw, zero):
+    cfg = make_config("default", {"scoring.grid": 4})
+    model = ConditionalOracle(NoiseSchedule(cfg.diffusion), draw)
+    conditions = evaluation_set(cfg).conditions
+    loss = denoising_loss(model, cfg, conditions)
+    assert loss.shape == (len(conditions),)
+    assert (loss < 1e-9).all() if zero else (loss > 1e-4).all()  # shifted 2 px: ~7e-4 (a bump is a few of 1,024 pixels)
+    summary, _, _ = score_model(model, cfg)
+    assert summary["groups"]["train"]["denoise_loss"] == pytest.approx(float(loss.mean()), rel=1e-6)

@@ -22,7 +22,10 @@ from diffrep.rundir import RunDir
 from diffrep.sweep import (
     aggregate,
     by_setting,
+    config_from_row,
+    curve,
     expand_grid,
+    final_value,
     load_sweep,
     parse_grid,
     parse_seeds,
@@ -427,3 +430,39 @@ def test_ray_retries_a_run_whose_worker_was_killed(tmp_path):
     assert killed, "no Ray worker running run_one was found to kill"
     assert [r["status"] for r in results] == ["finished"], results  # retried, resumed, finished
     assert not ray.is_initialized()
+
+
+# -- linked keys and row helpers ------------------------------------------------------
+
+
+def test_linked_keys_set_several_settings_per_point():
+    grid = parse_grid(["data.dx+data.dy=[0.5,0.5],[0.1,1.0]", "training.lr=1e-3,2e-3"])
+    assert grid == {"data.dx+data.dy": [[0.5, 0.5], [0.1, 1.0]], "training.lr": [1e-3, 2e-3]}
+    points = expand_grid(base(), grid, [0])
+    assert len(points) == 4  # 2 linked points x 2 learning rates, not 2 x 2 x 2
+    assert [(cfg.data.dx, cfg.data.dy) for _, cfg in points] == [(0.5, 0.5), (0.5, 0.5), (0.1, 1.0), (0.1, 1.0)]
+    assert points[0][0] == "data.dx+data.dy=0.5_0.5,training.lr=0.001,seed=0"
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"data.dx+data.dy": [[0.5, 0.5], [0.5]]}, r"^--grid: data\.dx\+data\.dy links 2 settings; each value must be a list of 2"),
+    ({"data.dx+data.dy": [0.5]}, r"^--grid: data\.dx\+data\.dy links 2 settings"),
+    ({"data.dx+data.dy": [[1, 1]], "data.dx": [2.0]}, r"^--grid: data\.dx is set by more than one grid key"),
+    ({"data.dx+training.seed": [[1, 1]]}, r"^--grid: training\.seed is set by --seeds"),
+    ({"data.dx+data.nope": [[1, 1]]}, r"^data\.nope: unknown setting"),
+])
+def test_bad_linked_keys_are_refused(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        expand_grid(base(), grid, [0])
+
+
+def test_config_from_row_final_value_and_curve(scored_run):
+    rows = aggregate([str(scored_run.path)])
+    assert all(config_from_row(row) == scored_run.config() for row in rows)
+    run = str(scored_run.path)
+    steps = scored_run.checkpoint_steps()
+    last = [r for r in rows if r["step"] == steps[-1]][0]
+    assert final_value(rows, "score.train.accuracy") == {run: last["score.train.accuracy"]}
+    assert final_value(rows, "no.such.metric") == {run: None}
+    assert [s for s, _ in curve(rows, run, "score.train.accuracy")] == steps
+    assert curve(rows, run, "no.such.metric") == []

@@ -8,6 +8,7 @@
     diffrep config [PRESET] [--set key=value ...]                   print the resolved config
     diffrep demo                                                    train, score, probe, report.html
     diffrep sweep [PRESET] --grid KEY=V1,V2 --seeds 0,1 --sweep-dir D [--backend local|ray]
+    diffrep sweep EXPERIMENT [--scale laptop|full|tiny]                 a paper experiment and its finding
     diffrep aggregate DIR... [--out table.csv]                      one row per run and checkpoint
 
 Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
@@ -23,6 +24,7 @@ import numpy as np
 
 from .config import PRESETS, ConfigError, make_config
 from .data import BumpDataset, evenly_spaced
+from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
 from .diffusion import NoiseSchedule, make_sampler, sample
 from .phases import analyze_run
 from .plots import save_sample_grid
@@ -31,7 +33,7 @@ from .report import summary_lines, write_pictures, write_report, write_score_cur
 from .rundir import RunDir
 from .scoring import evaluation_set, score_model, write_scores
 from .sweep import aggregate, load_sweep, parse_grid, parse_seeds, run_sweep, write_table
-from .training import TrainingDiverged, TrainingInterrupted, load_model, resolve_device, train
+from .training import TrainingDiverged, TrainingInterrupted, check_memory, load_model, resolve_device, train
 
 DEMO_RUN_DIR = "runs/demo"
 
@@ -62,7 +64,7 @@ def next_run_dir(root: Path, preset: str) -> Path:
 def new_run(path, cfg) -> RunDir:
     """Create a run directory, once everything that can be rejected up front has been checked."""
     BumpDataset(cfg.data)  # masks that leave no data, lattices too large
-    resolve_device(cfg.training.device)
+    check_memory(cfg, resolve_device(cfg.training.device))  # batches, images or widths too large
     return RunDir.create(path, cfg)
 
 
@@ -126,15 +128,16 @@ def cmd_score(args) -> None:
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = checkpoint_list(run, args.checkpoints)
     evalset = evaluation_set(cfg)
-    print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
-    for step in steps:
-        summary, per_sample, images = score_model(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, evalset)
-        write_scores(run, step, summary, per_sample, images)
-        for group, v in summary["groups"].items():
-            err = v["median_position_error"]
-            print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
-                  f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
-    print(f"scores: {run.path / 'scores'} (curve: {write_score_curve(run, cfg)})")
+    with run.lock():  # training writes scores/ too
+        print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
+        for step in steps:
+            summary, per_sample, images = score_model(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, evalset)
+            write_scores(run, step, summary, per_sample, images)
+            for group, v in summary["groups"].items():
+                err = v["median_position_error"]
+                print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
+                      f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
+        print(f"scores: {run.path / 'scores'} (curve: {write_score_curve(run, cfg)})")
 
 
 def checkpoint_list(run: RunDir, spec: str) -> list[int]:
@@ -151,12 +154,13 @@ def cmd_probe(args) -> None:
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = checkpoint_list(run, args.checkpoints)
     schedule = NoiseSchedule(cfg.diffusion)
-    for step in steps:
-        result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
-        write_probe(run, step, result, cfg)
-        print(f"probed step {step}", file=sys.stderr, flush=True)
-    analysis = analyze_run(run, cfg)
-    write_pictures(run, cfg, analysis)
+    with run.lock():  # training writes probes/ too, and write_probe adds to the files it finds
+        for step in steps:
+            result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
+            write_probe(run, step, result, cfg)
+            print(f"probed step {step}", file=sys.stderr, flush=True)
+        analysis = analyze_run(run, cfg)
+        write_pictures(run, cfg, analysis)
     for layer, summary in analysis["layers"].items():
         print(f"layer {layer}")
         print(f"{'step':>8} {'phase':>5} {'outcome':>9} {'accuracy':>8} {'knn_overlap':>11}")
@@ -169,24 +173,45 @@ def cmd_probe(args) -> None:
 
 
 def cmd_sweep(args) -> None:
+    backend = dict(backend=args.backend, workers=args.workers, address=args.address, cpus_per_run=args.cpus_per_run,
+                   gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+    if args.preset and args.preset not in PRESETS and args.preset not in EXPERIMENTS:
+        raise ConfigError(f"PRESET: unknown {args.preset!r}; allowed: config presets {', '.join(PRESETS)} "
+                          f"or experiments {', '.join(EXPERIMENTS)}")
+    if args.scale and args.preset not in EXPERIMENTS:
+        raise ConfigError(f"--scale: only with an experiment ({', '.join(EXPERIMENTS)}); a config preset's sweep "
+                          f"is set by --set and --grid")
     if args.resume:
         if args.preset or args.overrides or args.grid or args.seeds:
             raise ConfigError("--resume: takes no PRESET, --set, --grid or --seeds; the sweep's sweep.json holds them")
         base, grid, seeds = load_sweep(args.resume)
         sweep_dir = Path(args.resume)
+    elif args.preset in EXPERIMENTS:
+        if args.grid:
+            raise ConfigError(f"--grid: the experiment {args.preset} has its own grid; change it with --set, --seeds "
+                              f"and --scale, or run a plain sweep of a config preset")
+        outcome = run_experiment(args.preset, args.scale or "laptop", args.sweep_dir, args.overrides,
+                                 None if args.seeds is None else parse_seeds(args.seeds), quiet=args.quiet, **backend)
+        print("\n".join(outcome.lines))
+        print(f"findings: {outcome.sweep_dir / 'findings.json'}\nreport: {outcome.report}")
+        report_failures(outcome.results)
+        return
     else:
         if not args.sweep_dir:
             raise ConfigError("--sweep-dir: required for a new sweep (where its runs and report go)")
         base = make_config(args.preset or "default", args.overrides)
-        grid, seeds, sweep_dir = parse_grid(args.grid), parse_seeds(args.seeds or "0"), Path(args.sweep_dir)
-    results = run_sweep(sweep_dir, base, grid, seeds, backend=args.backend, workers=args.workers, address=args.address,
-                        cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run,
-                        max_retries=args.max_retries, quiet=args.quiet)
+        grid, seeds, sweep_dir = parse_grid(args.grid), parse_seeds("0" if args.seeds is None else args.seeds), Path(args.sweep_dir)
+    results = run_sweep(sweep_dir, base, grid, seeds, quiet=args.quiet, **backend)
     rows = aggregate([str(sweep_dir)])
     table = write_table(rows, sweep_dir / "table.csv")
-    report, lines = write_sweep_report(sweep_dir, rows)
+    report, lines = write_sweep_report(sweep_dir, rows, findings=analyze_sweep(sweep_dir, rows))
     print("\n".join(lines))
     print(f"table: {table}\nreport: {report}")
+    report_failures(results)
+
+
+def report_failures(results: list[dict]) -> None:
+    """Name every failed run of a sweep on stderr; SweepFailed (exit 1) if there is one."""
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(f"diffrep: run {r['name']} failed: {r['error']}", file=sys.stderr)
@@ -215,7 +240,8 @@ def cmd_demo(args) -> None:
         cfg = make_config("default", args.overrides)
         run = new_run(run_dir, cfg)
         train(cfg, run, quiet=args.quiet)
-    report, summary = write_report(run)
+    with run.lock():
+        report, summary = write_report(run)
     print("\n".join(summary))
     print(f"report: {report}")
 
@@ -275,14 +301,21 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--grid", type=int, help="probe grid per axis (default: probe.grid)")
     p.set_defaults(func=cmd_probe)
 
-    p = sub.add_parser("sweep", help="train a grid of settings x seeds, locally or on a Ray cluster",
+    p = sub.add_parser("sweep", help="train a grid of settings x seeds, or an experiment, locally or on a Ray cluster",
                        description="Run one run directory per grid point and seed under SWEEP_DIR/runs, skipping "
-                                   "finished runs and resuming interrupted ones, then write table.csv and report.html.")
-    p.add_argument("preset", nargs="?", help=f"one of {presets} (default: default)")
+                                   "finished runs and resuming interrupted ones, then write table.csv and report.html. "
+                                   "An experiment (" + ", ".join(EXPERIMENTS) + ") brings its own config, grid and "
+                                   "seeds at the chosen --scale and ends in findings.json, a figure and its finding "
+                                   "in report.html (diffrep/experiments.py).")
+    p.add_argument("preset", nargs="?", metavar="PRESET",
+                   help=f"a config preset ({presets}; default: default) or an experiment ({', '.join(EXPERIMENTS)})")
+    p.add_argument("--scale", choices=SCALES, help="experiments: laptop (default; a reduced scale a 2-core CPU affords), "
+                                                   "full (the paper's scale, for a GPU or a cluster) or tiny (seconds, for tests)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a swept setting (repeatable)")
-    p.add_argument("--seeds", help="training seeds, e.g. 0,1,2 or 0-4 (default 0)")
-    p.add_argument("--sweep-dir", help="where the sweep goes")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a swept setting (repeatable); linked settings: 'data.dx+data.dy=[0.5,0.5],[0.1,1]'")
+    p.add_argument("--seeds", help="training seeds, e.g. 0,1,2 or 0-4 (default 0; experiments: their own)")
+    p.add_argument("--sweep-dir", help="where the sweep goes (experiments: default runs/EXPERIMENT-SCALE)")
     p.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep with its own settings")
     p.add_argument("--backend", choices=["local", "ray"], default="local", help="local process pool (default) or ray")
     p.add_argument("--workers", type=int, help="local: runs at once (default: cores / --cpus-per-run)")
@@ -328,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except TrainingInterrupted as e:
         print(f"diffrep: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which checkpoints first, above)
+        print("diffrep: interrupted; the files written so far are complete; run the command again to finish "
+              "(a run: diffrep train --resume RUN_DIR)", file=sys.stderr)
         return 130
     except OSError as e:
         print(f"diffrep: error: {e}", file=sys.stderr)

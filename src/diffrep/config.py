@@ -18,6 +18,8 @@ import typing
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
+DATA_KINDS = ("bumps", "sos", "stripes", "bumps+stripes", "digits")
+DIGIT_GLYPHS = 1797  # glyphs in scikit-learn's bundled digits (sklearn.datasets.load_digits)
 
 
 class ConfigError(ValueError):
@@ -48,7 +50,9 @@ class Holdout:
 
 @dataclass
 class DataConfig:
-    kind: str = "bumps"  # bumps | sos (sum of a horizontal and a vertical stripe) | stripes (1D)
+    # bumps | sos (sum of a horizontal and a vertical stripe) | stripes (1D) | bumps+stripes (2D bumps
+    # for labels in the frame, the 1D stripes of `stripes` for the others) | digits (a real glyph)
+    kind: str = "bumps"
     image_size: int = 32  # N: images are N x N
     latent_size: float = 32.0  # label space is [0, latent_size]^2; the N x N frame sits centred in it
     x_min: float = 0.0  # lattice of bump centres: x_min, x_min + dx, ... <= x_max
@@ -64,6 +68,12 @@ class DataConfig:
     holdout: list[Holdout] = field(default_factory=list)  # union of regions held out of training
     keep_fraction: float = 1.0  # lambda: fraction of the (non-held-out) lattice kept for training
     subsample_seed: int = 0
+    # stripes only: this many 2D sums of stripes (both labels in the frame) from the frame's rim join
+    # the training set (the follow-up's "a few compositional examples"), after the lambda subsample
+    rim_examples: int = 0
+    rim_width: float = 2.0  # the rim: labels in the frame within this many pixels of its edge
+    glyph: int = 0  # digits only: index of the 8 x 8 glyph in scikit-learn's digits (0-9 show the digits 0-9)
+    glyph_scale: float = 1.5  # digits only: canvas pixels per glyph pixel (1.5: a 12 x 12 glyph)
 
 
 @dataclass
@@ -74,6 +84,7 @@ class ModelConfig:
     label_encoding: str = "sinusoidal"  # sinusoidal | mlp (trainable MLP on raw (x, y))
     label_max_period: float = 100.0  # longest period (pixels) of the sinusoidal x/y encodings
     label_dropout: float = 0.0  # probability of dropping the (x, y) conditioning of a training image
+    skips: bool = True  # the UNet's long skip connections (encoder features concatenated into the decoder)
     groups: int = 8  # GroupNorm groups (capped at the channel count)
     heads: int = 1  # attention heads
 
@@ -111,6 +122,9 @@ class ScoringConfig:
 
     during_training: bool = True  # score every checkpoint as it is written (into metrics.jsonl)
     grid: int = 8  # in-distribution evaluation set: the training conditions nearest a grid x grid grid
+    # also score group "frame": the lattice points nearest a grid x grid grid over the frame, both labels
+    # inside it, trained on or not (2D compositions of a stripes dataset, lambda-unseen bumps)
+    frame_grid: bool = False
     heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
     sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
     sampler_steps: int = 25  # DDIM steps
@@ -357,7 +371,7 @@ def _choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
 
 def validate(cfg: Config) -> None:
     d, m, f, t = cfg.data, cfg.model, cfg.diffusion, cfg.training
-    _choice(d.kind, "data.kind", ("bumps", "sos", "stripes"))
+    _choice(d.kind, "data.kind", DATA_KINDS)
     _check(4 <= d.image_size <= 256, f"data.image_size: must be in [4, 256] (got {d.image_size})")
     _check(
         d.latent_size >= d.image_size,
@@ -382,6 +396,13 @@ def validate(cfg: Config) -> None:
         0 < d.keep_fraction <= 1,
         f"data.keep_fraction: must be in (0, 1] (got {d.keep_fraction})",
     )
+    _check(d.rim_examples >= 0, f"data.rim_examples: must be >= 0 (got {d.rim_examples})")
+    _check(d.rim_examples == 0 or d.kind == "stripes",
+           f"data.rim_examples: only with data.kind = stripes (got kind {d.kind!r})")
+    _check(d.rim_width > 0, f"data.rim_width: must be > 0 (got {d.rim_width})")
+    _check(0 <= d.glyph < DIGIT_GLYPHS, f"data.glyph: must be in [0, {DIGIT_GLYPHS - 1}] (got {d.glyph})")
+    _check(d.glyph_scale > 0, f"data.glyph_scale: must be > 0 (got {d.glyph_scale})")
+    _check(not (d.kind == "digits" and d.periodic), "data.periodic: not with data.kind = digits (glyphs are not wrapped)")
     for i, h in enumerate(d.holdout):
         _choice(h.kind, f"data.holdout[{i}].kind", ("square", "band", "cross"))
         _choice(h.axis, f"data.holdout[{i}].axis", ("x", "y"))
@@ -412,7 +433,7 @@ def validate(cfg: Config) -> None:
         f"(got {f.beta_start}, {f.beta_end})",
     )
 
-    _check(t.steps >= 1, f"training.steps: must be >= 1 (got {t.steps})")
+    _check(1 <= t.steps <= 1_000_000_000, f"training.steps: must be in [1, 1000000000] (got {t.steps})")
     if t.stop_after_phase_c is not None:
         _check(t.stop_after_phase_c >= 0, f"training.stop_after_phase_c: must be >= 0 or null (got {t.stop_after_phase_c})")
         _check(cfg.probe.during_training,
@@ -429,6 +450,9 @@ def validate(cfg: Config) -> None:
            f"training.loss_buckets: must be in [1, diffusion.timesteps] (got {t.loss_buckets})")
     _check(t.checkpoint_log_points >= 0, f"training.checkpoint_log_points: must be >= 0 (got {t.checkpoint_log_points})")
     _check(t.checkpoint_every >= 1, f"training.checkpoint_every: must be >= 1 (got {t.checkpoint_every})")
+    _check(t.steps // t.checkpoint_every <= 100_000,  # the schedule is held in memory, and each is a file
+           f"training.checkpoint_every: at most 100000 checkpoints, training.steps / checkpoint_every "
+           f"(got {t.steps // t.checkpoint_every})")
     _check(t.keep_resume_state >= 1, f"training.keep_resume_state: must be >= 1 (got {t.keep_resume_state})")
     _choice(t.device, "training.device", ("auto", "cpu", "cuda"))
 

@@ -41,6 +41,16 @@ Sums of stripes ("sos") and single stripes ("stripes")
     visible have NaN centroid and error.
   - `n_components` counts the runs of both axes.
 
+Glyphs ("digits")
+  - As bumps, except that lit pixels within 2 * GLYPH_JOIN pixels of each other form one
+    component (the mask is dilated GLYPH_JOIN times before labelling; sizes still count lit
+    pixels only), since a glyph's faint strokes break it apart at the threshold, and that the
+    centroid is the plain intensity centroid: glyphs lie inside the frame (data.py checks it),
+    and a glyph's profile, unlike a bump's, need not be symmetric about its centroid.
+
+Bumps plus stripes ("bumps+stripes"): conditions with both labels in the frame are scored as
+bumps, the others as stripes.
+
 Limits, measured on exact renders (tests/test_detect.py)
   - A feature must light at least `min_size` pixels. At the default threshold a bump or stripe
     narrower than sigma ~ 0.85 centred on a pixel lights a single pixel and is dropped as a
@@ -65,11 +75,13 @@ import torch
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from .config import ConfigError
+from .config import DATA_KINDS, ConfigError
+from .data import in_frame
 
 OUTCOMES = ("none", "several", "wrong", "accurate")  # index = outcome code
 NONE, SEVERAL, WRONG, ACCURATE = range(len(OUTCOMES))
-KINDS = ("bumps", "sos", "stripes")
+KINDS = DATA_KINDS
+GLYPH_JOIN = 1  # dilations joining a glyph's pieces: gaps of up to 2 px (tests/test_detect.py measures all ten digits)
 
 STRIPE_HEIGHT = 0.5  # a stripe adds g / 2 to I: its peak lifts a profile by 1/2
 # Pixels around a component whose intensity weighs in its centroid: at 3 px the tails left out
@@ -120,13 +132,17 @@ def detect(
     if targets.shape != (len(values), 2):
         raise ConfigError(f"conditions: must be [{len(values)}, 2] (got {list(targets.shape)})")
 
+    if kind == "bumps+stripes":
+        return _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold, min_size)
     intensity = np.clip((values + 1) / 2, 0, 1)
     lit_fraction = (threshold + 1) / 2  # the threshold as a fraction of the peak intensity
     offset = (latent_size - image_size) / 2
     torus = periodic and latent_size == image_size  # opposite frame edges touch
-    if kind == "bumps":
+    if kind in ("bumps", "digits"):
         visible = np.ones(targets.shape, dtype=bool)
-        n_components, outcome, centroid = _find_bump(intensity, lit_fraction, min_size, torus)
+        glyph = kind == "digits"
+        n_components, outcome, centroid = _find_bump(intensity, lit_fraction, min_size, torus,
+                                                     join=GLYPH_JOIN if glyph else 0, balanced=not glyph)
     else:
         visible = (targets >= offset) & (targets <= offset + image_size)
         n_components, outcome, centroid = _find_stripes(
@@ -140,6 +156,20 @@ def detect(
         error = (error + latent_size / 2) % latent_size - latent_size / 2
     within = np.where(visible, np.abs(error) <= tolerance, True).all(axis=1)
     outcome[(outcome == WRONG) & within] = ACCURATE
+    return Detection(outcome, n_components, centroid, error, float(tolerance))
+
+
+def _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold, min_size):
+    """Bumps where both labels are in the frame, stripes elsewhere, each by its own rule."""
+    bump = in_frame(targets, image_size, latent_size)
+    batch = len(targets)
+    outcome, n_components = np.zeros(batch, dtype=int), np.zeros(batch, dtype=int)
+    centroid, error = np.full((batch, 2), np.nan), np.full((batch, 2), np.nan)
+    for mask, kind in ((bump, "bumps"), (~bump, "stripes")):
+        if mask.any():
+            part = detect(values[mask], targets[mask], kind, image_size, latent_size, periodic, tolerance, threshold, min_size)
+            outcome[mask], n_components[mask], centroid[mask], error[mask] = (
+                part.outcome, part.n_components, part.centroid, part.error)
     return Detection(outcome, n_components, centroid, error, float(tolerance))
 
 
@@ -169,14 +199,14 @@ def summarize(det: Detection) -> dict:
 # label minus the offset), NaN where not located.
 
 
-def _find_bump(intensity, lit_fraction, min_size, torus):
+def _find_bump(intensity, lit_fraction, min_size, torus, join=0, balanced=True):
     batch = len(intensity)
-    components, n_components = _components(intensity > lit_fraction, min_size, torus)
+    components, n_components = _components(intensity > lit_fraction, min_size, torus, join)
     one = n_components == 1
     weights = intensity[one] * _grow(components[one], torus)
     centroid = np.full((batch, 2), np.nan)
-    centroid[one, 0] = _centroid(weights.sum(axis=1), torus)  # profile over columns: x
-    centroid[one, 1] = _centroid(weights.sum(axis=2), torus)  # profile over rows: y
+    centroid[one, 0] = _centroid(weights.sum(axis=1), torus, balanced)  # profile over columns: x
+    centroid[one, 1] = _centroid(weights.sum(axis=2), torus, balanced)  # profile over rows: y
     outcome = np.select([n_components == 0, n_components > 1], [NONE, SEVERAL], WRONG)
     return n_components, outcome, centroid
 
@@ -204,19 +234,21 @@ def _find_stripes(intensity, lit_height, min_size, torus, visible):
 # Components, on the whole batch at once: [B, N] profiles or [B, N, N] images.
 
 
-def _components(lit: np.ndarray, min_size: int, torus: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Lit pixels of components of >= min_size pixels, and the number of such components per image.
+def _components(lit: np.ndarray, min_size: int, torus: bool, join: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels of components of >= min_size lit pixels, and the number of such components per image.
 
     Neighbours include diagonals; pixels of different images are never neighbours. On a torus,
-    pixels on opposite frame edges are neighbours too.
+    pixels on opposite frame edges are neighbours too. With `join`, the lit mask is dilated that
+    many times first, so that lit pixels up to 2 * join pixels apart share a component.
     """
     batch = len(lit)
     structure = np.zeros((3,) * lit.ndim, dtype=bool)
     structure[1] = True  # every neighbour within the same image, none in the images beside it
-    labels, count = ndimage.label(lit, structure)
+    grouped = ndimage.binary_dilation(lit, structure, iterations=join) if join else lit
+    labels, count = ndimage.label(grouped, structure)
     if torus:
         labels, count = _join_across_edges(labels, count)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes = np.bincount(labels[lit], minlength=count + 1)  # lit pixels only: the dilation adds none
     kept = sizes >= min_size
     kept[0] = False  # the background
     image_of_label = np.zeros(count + 1, dtype=int)
@@ -251,8 +283,10 @@ def _grow(kept: np.ndarray, torus: bool) -> np.ndarray:
 # Centroids of [B, N] non-negative weight profiles, in frame units: pixel j covers [j, j + 1).
 
 
-def _centroid(weights: np.ndarray, torus: bool) -> np.ndarray:
+def _centroid(weights: np.ndarray, torus: bool, balanced: bool = True) -> np.ndarray:
     if not torus:
+        if not balanced:
+            return (weights * (np.arange(weights.shape[1]) + 0.5)).sum(axis=1) / weights.sum(axis=1)
         return _edge_balanced_centroid(weights)
     # On a circle: turn each profile so that its peak sits mid-frame, take the plain centroid
     # there (the profile does not reach round the circle), and turn back.

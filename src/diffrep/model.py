@@ -4,6 +4,8 @@ Shape (../shared/PAPER.md): three down and three up blocks with skip connections
 self-attention, a bottleneck between them. The conditioning vector is the concatenation
 of three embeddings, of t, of x and of y, each through its own small MLP (as in the first
 author's code), and every block receives it (scale and shift after its second norm).
+`model.skips = false` removes the long skip connections (an ablation): each up block then reads
+only the block before it.
 
 Hook points, in forward order (`UNet.HOOKS`); each is the output of one block:
 
@@ -134,11 +136,13 @@ class UNet(nn.Module):
         self.downsample2 = nn.Conv2d(w1, w1, 3, stride=2, padding=1)
         self.down3 = block(w1, w2, n // 4)
         self.mid = Block(w2, w2, cond_dim, cfg.groups, cfg.heads, attention=True)
-        self.up1 = block(2 * w2, w1, n // 4)
+        self.skips = cfg.skips
+        k = 2 if cfg.skips else 1  # with skips, each up block also reads the encoder features of its level
+        self.up1 = block(k * w2, w1, n // 4)
         self.upsample1 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w1, w1, 3, padding=1))
-        self.up2 = block(2 * w1, w0, n // 2)
+        self.up2 = block(k * w1, w0, n // 2)
         self.upsample2 = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w0, w0, 3, padding=1))
-        self.up3 = block(2 * w0, w0, n)
+        self.up3 = block(k * w0, w0, n)
         self.head = nn.Sequential(nn.GroupNorm(min(cfg.groups, w0), w0), nn.SiLU(), nn.Conv2d(w0, 1, 3, padding=1))
 
     def conditioning(self, t: torch.Tensor, labels: torch.Tensor, drop_labels: torch.Tensor | None) -> torch.Tensor:
@@ -159,10 +163,13 @@ class UNet(nn.Module):
         s2 = self.down2(self.downsample1(s1), c)
         s3 = self.down3(self.downsample2(s2), c)
         h = self.mid(s3, c)
-        h = self.upsample1(self.up1(torch.cat([h, s3], 1), c))
-        h = self.upsample2(self.up2(torch.cat([h, s2], 1), c))
-        h = self.up3(torch.cat([h, s1], 1), c)
+        h = self.upsample1(self.up1(self._with_skip(h, s3), c))
+        h = self.upsample2(self.up2(self._with_skip(h, s2), c))
+        h = self.up3(self._with_skip(h, s1), c)
         return self.head(h)
+
+    def _with_skip(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat([h, skip], 1) if self.skips else h
 
     @contextlib.contextmanager
     def capture(self, names, stop_early: bool = False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from .rundir import atomic_write  # noqa: E402
 
 
 def save_tiled(images, path: Path, cols: int = 8) -> None:
@@ -25,10 +28,12 @@ def save_tiled(images, path: Path, cols: int = 8) -> None:
 
 
 def _atomic_savefig(path: Path, write) -> None:
+    """Render in memory, then write like every other file of a run (`atomic_write`): never torn,
+    and a full disk leaves the old picture and no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    write(buffer)
+    atomic_write(path, buffer.getvalue())
 
 
 def save_sample_grid(images, conditions, path: Path, title: str, latent_size: float, image_size: int) -> None:
@@ -122,7 +127,11 @@ def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: l
 def save_setting_curves(groups: list[dict], key: str, path: Path, title: str) -> None:
     """One curve per setting of `key` over steps: the mean over seeds, with a min-max band.
     groups: [{"label": str, "runs": [[(step, value), ...] per run]}]."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    save_panels(path, title, [lambda ax: plot_setting_curves(ax, groups, key)], size=(7, 3.6))
+
+
+def plot_setting_curves(ax, groups: list[dict], ylabel: str) -> None:
+    """`save_setting_curves` on one axes: per setting, the mean over seeds with a min-max band."""
     for g in groups:
         common = sorted(set.intersection(*(set(s for s, _ in run) for run in g["runs"]))) if g["runs"] else []
         if not common:
@@ -132,9 +141,59 @@ def save_setting_curves(groups: list[dict], key: str, path: Path, title: str) ->
         ax.fill_between(common, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
     ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("training step")
-    ax.set_ylabel(key)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+
+
+def plot_seed_bands(ax, series: list[dict], xlabel: str, ylabel: str, log_x: bool = False) -> None:
+    """A statistic against a setting, one line per series: the mean over seeds of the defined values
+    with a min-max band. A point that only some seeds reached is labelled k/n; an x that no seed
+    reached is marked with a triangle at the top ("not reached").
+    series: [{"label": str, "x": [x, ...], "values": [[value or None per seed] per x]}]."""
+    for s in series:
+        points = [(x, [v for v in values if v is not None], len(values)) for x, values in zip(s["x"], s["values"])]
+        reached = [(x, defined, n) for x, defined, n in points if defined]
+        xs = [x for x, _, _ in reached]
+        means = [float(np.mean(defined)) for _, defined, _ in reached]
+        line, = ax.plot(xs, means, marker="o", markersize=3, label=s["label"])
+        ax.fill_between(xs, [min(d) for _, d, _ in reached], [max(d) for _, d, _ in reached],
+                        color=line.get_color(), alpha=0.2)
+        for (x, defined, n), mean in zip(reached, means):
+            if len(defined) < n:
+                ax.annotate(f"{len(defined)}/{n}", (x, mean), fontsize=6, textcoords="offset points", xytext=(3, 3))
+        for x, defined, _ in points:
+            if not defined:
+                ax.plot([x], [0.97], marker="v", color=line.get_color(), transform=ax.get_xaxis_transform(), clip_on=False)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if any(s["label"] for s in series):
+        ax.legend(fontsize=7)
+
+
+def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]]) -> None:
+    """One row per run: its checkpoints' phases as coloured spans (PHASE_COLOURS), each phase from its
+    checkpoint to the next, so the phase boundaries of every seed line up on one step axis.
+    timelines: [(label, [(step, phase), ...] by step)]."""
+    edge = {"A": "#999999", "B": "#e8a33d", "C": "#4caf50"}
+    for row, (label, points) in enumerate(timelines):
+        for (step, phase), (following, _) in zip(points, points[1:] + [(points[-1][0], None)]):
+            if phase in PHASE_COLOURS:
+                ax.barh(row, max(following - step, 1), left=step, height=0.6, color=PHASE_COLOURS[phase],
+                        edgecolor=edge[phase], linewidth=0.5)
+    ax.set_yticks(range(len(timelines)), [label for label, _ in timelines], fontsize=7)
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("training step (grey A, orange B, green C)", fontsize=8)
+
+
+def save_panels(path: Path, title: str, drawers: list, size: tuple[float, float] | None = None) -> None:
+    """One figure of side-by-side panels, each drawn by a function of its matplotlib axes."""
+    fig, axes = plt.subplots(1, len(drawers), figsize=size or (4.6 * len(drawers), 3.6), squeeze=False)
+    for ax, draw in zip(axes[0], drawers):
+        draw(ax)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)

@@ -68,7 +68,7 @@ import torch
 from .config import Config, DataConfig, ProbeConfig
 from .data import in_region
 from .model import StopForward, resolve_hook
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, atomic_write, read_json, read_npz
 
 
 # ----------------------------------------------------------------------------
@@ -471,13 +471,10 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
     folder = probe_dir(run, cfg)
     folder.mkdir(exist_ok=True)
     json_path, npz_path = folder / f"step_{step:08d}.json", folder / f"step_{step:08d}.npz"
-    record = json.loads(json_path.read_text()) if json_path.exists() else {"step": step, "layers": {}}
+    record = read_json(json_path) if json_path.exists() else {"step": step, "layers": {}}
     record["timestep"] = cfg.probe.timestep
     record["layers"].update({name: layer["metrics"] for name, layer in result["layers"].items()})
-    arrays = {}
-    if npz_path.exists():
-        with np.load(npz_path) as old:
-            arrays = {k: old[k] for k in old.files}
+    arrays = read_npz(npz_path) if npz_path.exists() else {}
     arrays.update({"conditions": result["conditions"], "heldout": result["heldout"]})
     for name, layer in result["layers"].items():
         if layer["embedding"] is not None:
@@ -493,7 +490,7 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
 def load_probes(run: RunDir, cfg: Config) -> list[dict]:
     """The probe records (metrics per layer) of a run's probe set, by step."""
     folder = probe_dir(run, cfg)
-    records = [json.loads(p.read_text()) for p in folder.glob("step_*.json")] if folder.is_dir() else []
+    records = [read_json(p) for p in folder.glob("step_*.json")] if folder.is_dir() else []
     return sorted(records, key=lambda r: r["step"])
 
 

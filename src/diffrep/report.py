@@ -11,13 +11,11 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .config import Config
 from .phases import analyze_run
 from .plots import save_metric_curves, save_score_curve, save_umap_grid
 from .probes import load_probes, probe_dir
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, atomic_write, read_npz
 from .scoring import load_scores, sampler_tag
 
 CURVE_METRICS = ["knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x", "x_transfer_r2"]
@@ -50,10 +48,10 @@ def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
         written.append(path)
         panels, conditions = [], None
         for r in per_phase(rows):
-            with np.load(folder / f"step_{r['step']:08d}.npz") as npz:
-                if f"umap.{layer}" in npz:
-                    panels.append((r["step"], r["phase"], npz[f"umap.{layer}"]))
-                    conditions = npz["conditions"]
+            npz = read_npz(folder / f"step_{r['step']:08d}.npz")
+            if f"umap.{layer}" in npz:
+                panels.append((r["step"], r["phase"], npz[f"umap.{layer}"]))
+                conditions = npz["conditions"]
         if panels:
             path = folder / f"umap_{layer}.png"
             save_umap_grid(panels, conditions, path, f"{run.path.name}: 3D UMAP of {layer} (first two coordinates)")
@@ -135,35 +133,72 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
     return path, summary
 
 
-def write_sweep_report(sweep_dir: Path, rows: list[dict], layer: str = "layer4") -> tuple[Path, list[str]]:
+def write_sweep_report(sweep_dir: Path, rows: list[dict], layer: str = "layer4",
+                       findings: dict | None = None) -> tuple[Path, list[str]]:
     """Compare the runs of a sweep (aggregate rows): accuracy per setting with seeds as bands, and
-    per setting the steps to 90% accuracy and to phase C. Writes report.html and summary.json."""
+    per setting the steps to 90% accuracy and to phase C. Writes report.html and summary.json.
+    With an experiment's `findings` (diffrep/experiments.py) the page opens with the finding: the
+    claim, the scale it was run at, the verdict, the figures and every statistic; a sweep without
+    runs (percolation) has the finding only."""
     from .plots import save_setting_curves
-    from .sweep import by_setting, time_to
+    from .sweep import by_setting, curve, time_to
 
-    to_accuracy = time_to(rows, "score.train.accuracy", 0.9)
-    to_c = time_to(rows, f"phase.{layer}", "C")
-    settings = by_setting(rows, to_accuracy)
-    lines, summary, groups = [], [], []
-    for g in settings:
-        label = ", ".join(f"{k}={v}" for k, v in g["setting"].items()) or "all runs"
-        c_steps = [to_c.get(run) for run in g["runs"]]
-        summary.append({"setting": g["setting"], "runs": g["runs"], "steps_to_accuracy_0.9": g["values"],
-                        "steps_to_phase_C": c_steps})
-        lines.append(f"{label}: steps to 90% accuracy {g['values']}, to phase C {c_steps} (per seed)")
-        curves = [[(r["step"], float(r["score.train.accuracy"])) for r in rows
-                   if r["run"] == run and r.get("score.train.accuracy") not in (None, "")] for run in g["runs"]]
-        groups.append({"label": label, "runs": [c for c in curves if c]})
     sweep_dir = Path(sweep_dir)
-    atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=1).encode())
-    picture = sweep_dir / "accuracy.png"
-    save_setting_curves(groups, "score.train.accuracy", picture, f"{sweep_dir.name}: accuracy per setting (band: seeds)")
     e = html.escape
-    body = "".join(f"<li>{e(line)}</li>" for line in lines)
+    lines, sections = [], []
+    if findings:
+        lines.append(f"{findings['experiment']} ({findings['scale']} scale): {findings['verdict']}")
+        sections.append(_finding_html(sweep_dir, findings))
+    if rows:
+        to_accuracy = time_to(rows, "score.train.accuracy", 0.9)
+        to_c = time_to(rows, f"phase.{layer}", "C")
+        summary, groups, items = [], [], []
+        for g in by_setting(rows, to_accuracy):
+            label = ", ".join(f"{k}={v}" for k, v in g["setting"].items()) or "all runs"
+            c_steps = [to_c.get(run) for run in g["runs"]]
+            summary.append({"setting": g["setting"], "runs": g["runs"], "steps_to_accuracy_0.9": g["values"],
+                            "steps_to_phase_C": c_steps})
+            items.append(f"{label}: steps to 90% accuracy {g['values']}, to phase C {c_steps} (per seed)")
+            curves = [curve(rows, run, "score.train.accuracy") for run in g["runs"]]
+            groups.append({"label": label, "runs": [c for c in curves if c]})
+        atomic_write(sweep_dir / "summary.json", json.dumps(summary, indent=1).encode())
+        picture = sweep_dir / "accuracy.png"
+        save_setting_curves(groups, "score.train.accuracy", picture, f"{sweep_dir.name}: accuracy per setting (band: seeds)")
+        sections.append("<h2>Runs per setting</h2><ul>" + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
+                        + _img(picture, "accuracy per setting"))
+        lines = items + lines
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>diffrep sweep {e(sweep_dir.name)}</title>"
-            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}img{{max-width:100%}}</style></head>"
-            f"<body><h1>diffrep sweep {e(sweep_dir.name)}</h1><ul>{body}</ul>{_img(picture, 'accuracy per setting')}"
-            f"</body></html>")
+            f"<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}img{{max-width:100%}}"
+            f"td,th{{padding:2px 8px;text-align:right}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}</style></head>"
+            f"<body><h1>diffrep sweep {e(sweep_dir.name)}</h1>{''.join(sections)}</body></html>")
     path = sweep_dir / "report.html"
     atomic_write(path, page.encode())
     return path, lines
+
+
+def _finding_html(sweep_dir: Path, findings: dict) -> str:
+    """The finding of an experiment: claim, scale, verdict, figures, and a table per statistic."""
+    from .analyses import fmt
+
+    e = html.escape
+    parts = [f"<h2>Finding: {e(findings['experiment'])}</h2>",
+             f"<p><b>Claim.</b> {e(findings['claim'])}</p>",
+             f"<p><b>Measured.</b> {e(findings['measures'])}</p>",
+             f"<p><b>Run at.</b> {e(findings['run_at'])}</p>",
+             f"<p><b>Verdict.</b> {e(findings['verdict'])}</p>"]
+    parts += [_img(sweep_dir / name, name) for name in findings["figures"]]
+    for name, stat in findings["statistics"].items():
+        parts.append(f"<h3>{e(name)}</h3><p>{e(stat['description'])}</p>")
+        if "per_setting" in stat:
+            parts.append("<table><tr><th>setting</th><th>mean</th><th>min</th><th>max</th><th>reached</th>"
+                         "<th>per seed</th></tr>")
+            for entry in stat["per_setting"]:
+                seeds = ", ".join(fmt(v) for v in entry["values"])
+                parts.append(f"<tr><td style='text-align:left'>{e(entry['label'])}</td><td>{e(fmt(entry['mean']))}</td>"
+                             f"<td>{e(fmt(entry['min']))}</td><td>{e(fmt(entry['max']))}</td>"
+                             f"<td>{entry['n_reached']} of {entry['n']}</td><td style='text-align:left'>{e(seeds)}</td></tr>")
+            parts.append("</table>")
+        else:
+            value = {k: v for k, v in stat.items() if k != "description"}
+            parts.append(f"<pre>{e(json.dumps(value, indent=1))}</pre>")
+    return "".join(parts)

@@ -10,10 +10,12 @@
 A checkpoint is one safetensors file: model weights ("model.*"), EMA weights ("ema.*") and,
 in the newest few, the resume state ("optim.*", "rng.*", "accum.*"). Its header metadata holds
 the step, the optimizer's hyper-parameters and a SHA-256 of every tensor, so a truncated or
-bit-flipped file is detected. Loading never unpickles: safetensors and JSON only.
+bit-flipped file is detected. Loading never unpickles: safetensors, JSON and npz without
+object arrays only (`read_json`, `read_npz`), and a damaged file is a one-line ConfigError.
 
 Every write goes to a temporary file that is fsynced and renamed over the target, so a kill
-at any moment leaves either the old file or the new one, never a torn one.
+at any moment leaves either the old file or the new one, never a torn one; the temporary file
+a kill leaves behind is removed by the next process that locks the run (`RunDir.lock`).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import hashlib
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
@@ -56,6 +60,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_json(path: Path):
+    """The JSON data of a file written by diffrep; a missing, damaged or hand-broken file is a ConfigError."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path} is unreadable or not valid JSON ({e})") from None
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz written by diffrep. Object arrays would need unpickling, so they are
+    refused like any other damage (ConfigError)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{path} is unreadable ({e}); delete it and run the command that writes it again") from None
 
 
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -114,9 +136,9 @@ class RunDir:
 
     def config(self) -> Config:
         try:
-            data = json.loads(self.config_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConfigError(f"RUN_DIR: {self.config_path} is unreadable or not valid JSON ({e})") from None
+            data = read_json(self.config_path)
+        except ConfigError as e:
+            raise ConfigError(f"RUN_DIR: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"RUN_DIR: {self.config_path} must hold a JSON object")
         try:
@@ -132,13 +154,19 @@ class RunDir:
     # -- lock -----------------------------------------------------------------
 
     def lock(self):
-        """Hold an exclusive lock on the run for as long as the returned file stays open."""
+        """Hold an exclusive lock on the run for as long as the returned file stays open.
+
+        Every command that writes into the run holds it (train, score, probe, the report of demo),
+        so while it is held no other process is writing here, and the temporary files of writes
+        that a kill interrupted are removed.
+        """
         f = open(self.path / "lock", "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
             raise ConfigError(f"RUN_DIR: {self.path} is in use by another diffrep process") from None
+        self.remove_partial_writes()
         return f
 
     # -- metrics --------------------------------------------------------------
@@ -151,15 +179,26 @@ class RunDir:
             os.fsync(f.fileno())
 
     def metrics(self) -> list[dict]:
-        """All complete lines (a torn last line from a kill is skipped)."""
+        """All complete lines. A torn last line (a kill in the middle of `append_metrics`, so no
+        newline) is skipped; any other line that is not a JSON object with an integer step was
+        edited by hand, and is a ConfigError rather than a record silently dropped on resume."""
         if not self.metrics_path.exists():
             return []
+        try:
+            text = self.metrics_path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"RUN_DIR: {self.metrics_path} is unreadable ({e})") from None
+        lines = text.split("\n")  # the last item is "" after a complete line, else the torn line
         records = []
-        for line in self.metrics_path.read_text().splitlines():
+        for number, line in enumerate(lines[:-1], start=1):
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                record = None
+            if not isinstance(record, dict) or type(record.get("step")) is not int:
+                raise ConfigError(f"RUN_DIR: {self.metrics_path} line {number} is not a metrics record "
+                                  f"(a JSON object with an integer step): {line[:80]!r}")
+            records.append(record)
         return records
 
     def truncate_metrics(self, step: int) -> None:

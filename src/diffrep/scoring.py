@@ -2,9 +2,15 @@
 
 The evaluation set of a run is fixed by its config: the training conditions nearest a
 `grid x grid` grid of cell centres (group "train"), every held-out region evenly subsampled to
-at most `heldout_max` conditions (groups "heldout_0", ...), and, when `keep_fraction` < 1, the
-lattice points that the subsample left out (group "unseen"). Every checkpoint is sampled from
-the same noise (`scoring.seed`), so the curve over training compares like with like.
+at most `heldout_max` conditions (groups "heldout_0", ...), when `keep_fraction` < 1 the
+lattice points that the subsample left out (group "unseen"), and with `scoring.frame_grid` the
+lattice points nearest a grid x grid grid over the frame with both labels inside it, trained on
+or not (group "frame": for a stripes dataset, 2D compositions it never saw). Every checkpoint is
+sampled from the same noise (`scoring.seed`), so the curve over training compares like with like.
+
+Beside the outcomes, each group gets `denoise_loss`: the denoising loss (MSE of the predicted
+noise) of its clean images at fixed timesteps (DENOISE_TIMESTEP_FRACTIONS of T) with one fixed
+noise draw, a sampling-free signal of how well held-out conditions are modelled.
 
 For each scored checkpoint, RUN_DIR/scores/ gets, per sampler (e.g. "ddim25", "ddpm1000"):
   step_XXXXXXXX_ddim25.json   summary per group (accuracy, x/y accuracy, outcome fractions, errors)
@@ -19,13 +25,14 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from .config import Config
-from .data import BumpDataset, evenly_spaced, in_region
+from .config import Config, ConfigError
+from .data import BumpDataset, evenly_spaced, in_region, lattice, render_for
 from .detect import OUTCOMES, detect, summarize
 from .diffusion import NoiseSchedule, make_sampler, sample
 from .plots import save_tiled
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, atomic_write, read_json
 
 
 @dataclass
@@ -50,11 +57,55 @@ def evaluation_set(cfg: Config) -> EvalSet:
     unseen = dataset.conditions[~dataset.train & ~dataset.heldout]
     if len(unseen):
         groups.append(("unseen", evenly_spaced(unseen, cfg.scoring.heldout_max)))
+    if cfg.scoring.frame_grid:
+        groups.append(("frame", frame_conditions(d, g)))
     return EvalSet(
         conditions=np.concatenate([c for _, c in groups]),
         group=np.concatenate([np.full(len(c), i) for i, (_, c) in enumerate(groups)]),
         names=[name for name, _ in groups],
     )
+
+
+def frame_conditions(d, grid: int) -> np.ndarray:
+    """The lattice points nearest the cell centres of a grid x grid grid over the frame, both labels
+    inside the frame (each axis snapped on its own), whether the dataset holds them or not."""
+    lo = (d.latent_size - d.image_size) / 2
+    centres = lo + (np.arange(grid) + 0.5) * d.image_size / grid
+    axes = []
+    for name, (a, b, step) in (("x", (d.x_min, d.x_max, d.dx)), ("y", (d.y_min, d.y_max, d.dy))):
+        values = lattice(a, b, step)
+        values = values[(values >= lo - 1e-9) & (values <= lo + d.image_size + 1e-9)]
+        if not len(values):
+            raise ConfigError(f"scoring.frame_grid: the {name} lattice has no point inside the frame")
+        axes.append(np.unique(values[np.abs(centres[:, None] - values[None, :]).argmin(axis=1)]))
+    return np.stack(np.meshgrid(*axes), axis=-1).reshape(-1, 2)
+
+
+# Denoising loss at these fractions of T: mid-to-late timesteps, where x_t keeps little of the image
+# and the noise prediction has to come from the condition (near t = 0 a model denoises locally,
+# whatever the condition).
+DENOISE_TIMESTEP_FRACTIONS = (0.5, 0.75)
+
+
+def denoising_loss(model, cfg: Config, conditions: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """[K] mean squared error of the predicted noise for each condition's clean image, averaged over
+    the timesteps DENOISE_TIMESTEP_FRACTIONS * (T - 1), with one noise draw (`scoring.seed`)."""
+    schedule = NoiseSchedule(cfg.diffusion)
+    x0 = render_for(conditions, cfg.data)
+    labels = torch.as_tensor(conditions, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(cfg.scoring.seed)
+    device = next(model.parameters()).device
+    losses = torch.zeros(len(conditions), dtype=torch.float64)
+    with torch.inference_mode():
+        for fraction in DENOISE_TIMESTEP_FRACTIONS:
+            t = torch.full((len(conditions),), round(fraction * (schedule.timesteps - 1)), dtype=torch.long)
+            noise = torch.randn(x0.shape, generator=generator)
+            x_t = schedule.add_noise(x0, noise, t)
+            for start in range(0, len(conditions), batch_size):
+                part = slice(start, start + batch_size)
+                eps = model(x_t[part].to(device), t[part].to(device), labels[part].to(device)).float().cpu()
+                losses[part] += ((eps - noise[part]) ** 2).mean(dim=(1, 2, 3)).double()
+    return (losses / len(DENOISE_TIMESTEP_FRACTIONS)).numpy()
 
 
 def sampler_tag(cfg: Config) -> str:
@@ -75,9 +126,10 @@ def score_model(model, cfg: Config, evalset: EvalSet | None = None):
     images = sample(model, sampler, evalset.conditions, d.image_size, seed=s.seed).cpu()
     det = detect(images, evalset.conditions, kind=d.kind, image_size=d.image_size, latent_size=d.latent_size,
                  periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size)
+    loss = denoising_loss(model, cfg, evalset.conditions)
     summary = {"sampler": sampler_tag(cfg), "tolerance": s.tolerance, "groups": {}}
     for i, name in enumerate(evalset.names):
-        values = summarize(det.select(evalset.group == i))
+        values = {**summarize(det.select(evalset.group == i)), "denoise_loss": float(loss[evalset.group == i].mean())}
         # NaN (no located bump to measure an error on) is not JSON: it becomes null.
         summary["groups"][name] = {k: None if v != v else v for k, v in values.items()}
     per_sample = {
@@ -110,5 +162,5 @@ def write_scores(run: RunDir, step: int, summary: dict, per_sample: dict, images
 def load_scores(run: RunDir, tag: str) -> list[dict]:
     """The per-checkpoint summaries of one sampler, by step."""
     folder = run.path / "scores"
-    records = [json.loads(p.read_text()) for p in sorted(folder.glob(f"step_*_{tag}.json"))] if folder.is_dir() else []
+    records = [read_json(p) for p in sorted(folder.glob(f"step_*_{tag}.json"))] if folder.is_dir() else []
     return sorted(records, key=lambda r: r["step"])

@@ -81,6 +81,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
     Values are split at top-level commas (not inside [...], {...} or "...") and each is parsed
     as JSON, else kept as a plain string (so `scoring.sampler=ddim,ddpm` works unquoted).
+    Linked settings (`expand_grid`): "data.dx+data.dy=[0.5,0.5],[0.1,1]".
     """
     grid: dict[str, list] = {}
     for text in items:
@@ -141,9 +142,14 @@ def parse_seeds(text: str) -> list[int]:
 def expand_grid(base: Config, grid: dict[str, list], seeds: list[int]) -> list[tuple[str, Config]]:
     """Every point of grid x seeds as (run name, validated config); grid keys vary slowest.
 
+    A linked key "k1+k2" sets several settings together: each of its values is a list with one
+    value per setting, e.g. {"data.dx+data.dy": [[0.5, 0.5], [0.1, 1.0]]} (dx = dy = 0.5, then
+    dx = 0.1 with dy = 1), so a grid can hold points that are not a cartesian product.
+
     Raises ConfigError (one line, naming the setting or --grid / --seeds) on an unknown key,
-    an invalid value, an empty value list, a repeated value or seed, or two points that give
-    the same config (e.g. 1 and 1.0 for a float setting).
+    an invalid value, an empty value list, a repeated value or seed, a setting given by two
+    keys, a linked value of the wrong length, or two points that give the same config (e.g. 1
+    and 1.0 for a float setting).
     """
     if not seeds:
         raise ConfigError("--seeds: at least one seed is needed")
@@ -152,13 +158,22 @@ def expand_grid(base: Config, grid: dict[str, list], seeds: list[int]) -> list[t
             raise ConfigError(f"--seeds: seeds must be integers (got {seed!r})")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: each seed may appear once (got {seeds})")
-    if "training.seed" in grid:
+    settings = [setting for key in grid for setting in key.split("+")]
+    if "training.seed" in settings:
         raise ConfigError("--grid: training.seed is set by --seeds, not by --grid")
+    twice = [s for s, n in collections.Counter(settings).items() if n > 1]
+    if twice:
+        raise ConfigError(f"--grid: {twice[0]} is set by more than one grid key; give each setting once")
     keys = sorted(grid)
     for key in keys:
         values = grid[key]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"--grid: {key} needs a non-empty list of values (got {values!r})")
+        width = len(key.split("+"))
+        if width > 1 and not all(isinstance(v, list) and len(v) == width for v in values):
+            bad = next(v for v in values if not (isinstance(v, list) and len(v) == width))
+            raise ConfigError(f"--grid: {key} links {width} settings; each value must be a list of {width} "
+                              f"values, one per setting (got {bad!r})")
         canon = [_canonical(v) for v in values]
         if len(set(canon)) != len(canon):
             raise ConfigError(f"--grid: {key} lists a value twice ({values})")
@@ -166,8 +181,11 @@ def expand_grid(base: Config, grid: dict[str, list], seeds: list[int]) -> list[t
     points = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, combo))
+        overrides = {}
+        for key, value in point.items():
+            overrides.update(zip(key.split("+"), value) if "+" in key else [(key, value)])
         for seed in seeds:
-            cfg = base.with_overrides({**point, "training.seed": seed})  # ConfigError names the key
+            cfg = base.with_overrides({**overrides, "training.seed": seed})  # ConfigError names the key
             BumpDataset(cfg.data)  # lattices that are too large, masks that leave no data
             points.append((point, seed, cfg))
 
@@ -246,6 +264,8 @@ def load_sweep(sweep_dir) -> tuple[Config, dict, list[int]]:
     manifest = Path(sweep_dir) / "sweep.json"
     try:
         record = json.loads(manifest.read_text())
+        if record["version"] != SWEEP_VERSION:
+            raise ConfigError(f"{manifest}: sweep version {record['version']!r}; this diffrep reads version {SWEEP_VERSION}")
         return Config.from_dict(record["base"]), record["grid"], record["seeds"]
     except FileNotFoundError:
         raise ConfigError(f"{sweep_dir}: not a sweep directory (no sweep.json)") from None
@@ -598,6 +618,24 @@ def config_columns() -> list[str]:
     return list(flatten_config(Config()))
 
 
+def config_from_row(row: dict) -> Config:
+    """The validated Config of an `aggregate` row (in memory, not read back from CSV): its config
+    columns, unflattened, with the list settings that `flatten_config` wrote as JSON parsed back."""
+    nested: dict = {}
+    for key, default in flatten_config(Config()).items():
+        if key not in row:
+            continue
+        value = row[key]
+        if isinstance(default, str) and default.startswith("[") and isinstance(value, str):
+            value = json.loads(value)  # a list setting (widths, holdout regions, probe layers)
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return Config.from_dict(nested)
+
+
 def aggregate(dirs: list[str], warn=None) -> list[dict]:
     """One row per (run, checkpoint) of every run found at or below `dirs`.
 
@@ -607,7 +645,7 @@ def aggregate(dirs: list[str], warn=None) -> list[dict]:
     the metrics.jsonl lines of that step merged: the score line (`score.sampler`,
     `score.<group>.<metric>`), the probe line (`probe.<layer>.<metric>`, `phase.<layer>`) and
     the training line (`loss`, `lr`, `loss_t*`, ...) when a log interval ends at that step.
-    A run whose config.json is unreadable is left out with a warning on stderr.
+    A run whose config.json or metrics.jsonl is unreadable is left out with a warning on stderr.
 
     With pandas: `pd.DataFrame(rows)`, or from the CSV of `write_table`: `df = pd.read_csv(path)`;
     list settings are JSON strings (`df["model.widths"].map(json.loads)`), empty cells are NaN,
@@ -619,11 +657,12 @@ def aggregate(dirs: list[str], warn=None) -> list[dict]:
         run = RunDir(path)
         try:
             config = flatten_config(run.config())
+            records = run.metrics()
         except ConfigError as e:
             warn(f"diffrep: skipping {path}: {e}")
             continue
         by_step: dict[int, dict] = {}
-        for record in run.metrics():
+        for record in records:
             step = record.get("step")
             if isinstance(step, int):
                 by_step.setdefault(step, {}).update({k: v for k, v in record.items() if k != "step"})
@@ -646,6 +685,8 @@ def varying_keys(rows: list[dict]) -> list[str]:
 def write_table(rows: list[dict], path) -> Path:
     """Write rows as CSV (atomically): header = union of keys in order of first appearance."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--out: {path} is a folder; name the CSV file to write")
     if not path.parent.is_dir():
         raise ConfigError(f"--out: the folder of {path} does not exist")
     columns = list(dict.fromkeys(k for row in rows for k in row))
@@ -693,6 +734,24 @@ def time_to(rows: list[dict], key: str, threshold) -> dict[str, int | None]:
         if hit:
             first[run] = int(row["step"])
     return first
+
+
+def final_value(rows: list[dict], key: str) -> dict[str, object]:
+    """For each run, `key` at its last checkpoint that has it (None if none has it)."""
+    last: dict[str, object] = {}
+    for row in sorted(rows, key=lambda r: (r["run"], r["step"])):
+        value = row.get(key)
+        if value is not None and value != "":
+            last[row["run"]] = value
+        else:
+            last.setdefault(row["run"], None)
+    return last
+
+
+def curve(rows: list[dict], run: str, key: str) -> list[tuple[int, float]]:
+    """[(step, value)] of `key` over the checkpoints of one run that have it, by step."""
+    return sorted((int(r["step"]), float(r[key])) for r in rows
+                  if r["run"] == run and r.get(key) is not None and r.get(key) != "")
 
 
 def by_setting(rows: list[dict], per_run: dict[str, object], ignore=("training.seed",)) -> list[dict]:

@@ -11,6 +11,7 @@ the last step), because the representation changes fastest early in training.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,40 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
+
+
+def training_step_memory(cfg: Config) -> int:
+    """Bytes a training step needs: the weights and four copies of them (gradients, EMA, AdamW's two
+    moments) plus every tensor autograd keeps for the backward pass of a batch. Measured on PyTorch's
+    meta device, which tracks shapes only: nothing is allocated, even for a config needing terabytes."""
+    saved = 0
+
+    def count(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        saved += tensor.numel() * tensor.element_size()
+        return tensor
+
+    b, n = cfg.training.batch_size, cfg.data.image_size
+    with torch.device("meta"):
+        model = build_model(cfg)
+        with torch.autograd.graph.saved_tensors_hooks(count, lambda tensor: tensor):
+            model(torch.zeros(b, 1, n, n), torch.zeros(b, dtype=torch.long), torch.zeros(b, 2))
+    return 5 * sum(p.numel() * p.element_size() for p in model.parameters()) + saved
+
+
+def check_memory(cfg: Config, device: torch.device) -> None:
+    """Refuse, before anything is written, a run whose training step cannot fit in the memory of
+    the device (a GPU's, or this machine's RAM): it would otherwise be killed by the kernel."""
+    need = training_step_memory(cfg)
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(
+            f"training.batch_size, data.image_size, model.widths, model.emb_dim: a training step needs "
+            f"{need / 2**30:,.1f} GiB, more than the {have / 2**30:,.1f} GiB of {device.type} memory here; make them smaller"
+        )
 
 
 class EMA:
@@ -274,8 +309,10 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
         print(msg, file=sys.stderr)
 
     log = (lambda _msg: None) if quiet else warn  # quiet silences progress, never warnings
+    device = resolve_device(t.device)
+    check_memory(cfg, device)  # e.g. a config.json edited by hand since the run was created
     with run.lock():
-        trainer = Trainer(cfg, run, resolve_device(t.device))
+        trainer = Trainer(cfg, run, device)
         if resume:
             trainer.resume_latest(warn)
             run.truncate_metrics(trainer.step)

@@ -1,0 +1,437 @@
+"""The papers' experiments and their open questions as named sweeps, each ending in a finding.
+
+    diffrep sweep EXPERIMENT [--scale laptop|full|tiny] [--sweep-dir D] [--seeds ...] [--set ...]
+
+An experiment is a sweep (a base config, a grid and seeds; diffrep/sweep.py) at one of three
+scales, and the analysis (diffrep/analyses.py) that turns its aggregated rows into statistics per
+setting over seeds, a figure with seeds as bands, and a verdict computed from the numbers:
+
+  laptop  (the default) a reduced scale that a 2-core CPU affords: the `default` model, 4,000 steps
+          (the demo's length: its phase C came at step 2,500), fewer grid values, seeds 0 and 1. Each
+          experiment's docstring gives its estimated wall time (`estimate_seconds`).
+  full    the paper's scale unchanged: the `paper` preset (widths 64/128/256, 50,000 steps), the full
+          grids, seeds 0-4; for a GPU (training.device=auto picks it) or a Ray cluster (--backend ray)
+  tiny    seconds per run (the `tiny` preset, 12 steps): the tests run every experiment end to end at
+          this scale; its findings mean nothing
+
+SWEEP_DIR (default runs/EXPERIMENT-SCALE) holds the sweep (sweep.json, runs/, table.csv,
+report.html) and:
+
+  experiment.json   {"experiment", "scale", "params"}: `diffrep sweep --resume SWEEP_DIR` finishes the
+                    sweep and analyzes it again
+  findings.json     the claim tested, the scale run, every statistic, the verdict, the figures
+  EXPERIMENT.png    the figure
+
+`percolation` trains nothing: it measures clusters of overlapping bumps (diffrep/percolation.py)
+and writes the same files without runs. The experiments and what each measures: `EXPERIMENTS`.
+
+Laptop scale on this 2-core CPU (`estimate_seconds`, calibrated on the demo; `diffrep sweep
+EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this table true):
+
+    experiment   runs   estimated wall time
+    phases          2   ~14 min
+    density         6   ~42 min
+    sigma          12   ~84 min
+    imbalance       6   ~42 min
+    holes          14   ~110 min
+    stripes        36   ~145 min
+    percolation     -   ~10 s (no training; measured 8 s)
+    ablation       14   ~130 min
+    digits          4   ~28 min
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import analyses
+from .config import Config, ConfigError, make_config, parse_override
+from .rundir import atomic_write, read_json
+from .scoring import evaluation_set
+from .sweep import expand_grid, load_sweep, prepare_sweep_dir, run_sweep, write_table
+from .training import checkpoint_schedule
+
+SCALES = ("laptop", "full", "tiny")
+EXPERIMENT_VERSION = 1
+
+# Wall time on this 2-core CPU, calibrated on the demo (README: 420 s for the default preset, 4,000
+# steps and 20 checkpoints at 2 threads): 0.085 s per training step (batch 32, 32 x 32 images) and
+# ~4 s per checkpoint for scoring its 64 evaluation conditions and probing. The local backend runs
+# two one-thread runs at once, which takes about as long as running them one after the other.
+STEP_SECONDS = 0.085
+CHECKPOINT_SECONDS = 4.0
+
+# Run settings of the scales (on the named presets; an experiment adds its own).
+TINY_RUN = {"training.steps": 12, "training.checkpoint_log_points": 2, "training.checkpoint_every": 6,
+            "probe.cv_folds": 3}
+LAPTOP_RUN = {"training.steps": 4000}
+FULL_SEEDS = [0, 1, 2, 3, 4]
+
+
+@dataclass(frozen=True)
+class Scale:
+    preset: str  # the config preset (config.PRESETS)
+    overrides: dict  # on top of the preset
+    grid: dict  # the sweep's grid (sweep.expand_grid: linked keys "a+b" allowed)
+    seeds: list[int]  # training seeds (percolation: subsample seeds)
+    params: dict = field(default_factory=dict)  # the analysis's own parameters
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    claim: str  # what the papers claim (PAPER.md), which the finding is set against
+    measures: str  # one line: what it measures
+    scales: dict[str, Scale]
+    analyze: Callable[[list[dict], analyses.Context], dict]
+    trains: bool = True
+
+
+# ----------------------------------------------------------------------------
+# Grids that are lists of points (linked keys).
+
+
+def holdout_grid(size: float, widths: list[float], cross_width: float, band_widths: list[float]) -> list[list[dict]]:
+    """Held-out region sets: per W an interior square (centred) with an edge square (touching x = 0)
+    in the same run (they are disjoint for W <= size / 4 and scored apart), the cross, and each band."""
+    c = size / 2
+    regions = [[{"kind": "square", "width": w, "x": c, "y": c}, {"kind": "square", "width": w, "x": w / 2, "y": c}]
+               for w in widths]
+    regions.append([{"kind": "cross", "width": cross_width, "x": c, "y": c}])
+    regions += [[{"kind": "band", "width": b, "x": c, "y": c, "axis": "x"}] for b in band_widths]
+    return regions
+
+
+STRIPES_KEYS = ("data.image_size", "data.latent_size", "data.kind", "data.rim_examples", "data.keep_fraction",
+                "data.x_min", "data.x_max", "data.y_min", "data.y_max")
+
+
+def stripes_grid(points: list[tuple[str, int, int, float]]) -> dict:
+    """One linked grid key over STRIPES_KEYS from (kind, rim examples, N, lambda) points. The frame
+    sits in a latent square 12 N / 32 larger (the follow-up's 44 for N = 32); bumps live on the
+    frame's lattice, stripes on the whole latent square."""
+    values = []
+    for kind, rim, size, lam in points:
+        margin = 6 * size / 32
+        latent = size + 2 * margin
+        lo, hi = (margin, margin + size) if kind == "bumps" else (0.0, latent)
+        values.append([size, latent, kind, rim, lam, lo, hi, lo, hi])
+    return {"+".join(STRIPES_KEYS): values}
+
+
+def stripes_points(lambdas: list[float], every_arm: list[int], two_arms: list[int], rim: int) -> list:
+    """All four arms at the sizes `every_arm`, bumps and bumps + stripes also at `two_arms`."""
+    arms = [("bumps", 0), ("bumps+stripes", 0), ("stripes", 0), ("stripes", rim)]
+    return ([(k, r, n, lam) for n in every_arm for k, r in arms for lam in lambdas]
+            + [(k, r, n, lam) for n in two_arms for k, r in arms[:2] for lam in lambdas])
+
+
+ABLATION_KEY = "+".join(analyses.ABLATION_KEYS)
+
+
+def ablation_grid(attention: list[int], more_attention: list[int], widths: list[int], only=None) -> dict:
+    """The baseline and one change at a time (values of ABLATION_KEY, in the order of
+    analyses.ABLATION_KEYS): attention only in the bottleneck, attention at more levels, half and
+    double widths, no long skip connections, a trainable MLP label encoder. `only`: these names."""
+    variants = {
+        "baseline": [attention, widths, True, "sinusoidal"],
+        "bottleneck attention": [[], widths, True, "sinusoidal"],
+        "more attention": [more_attention, widths, True, "sinusoidal"],
+        "half widths": [attention, [w // 2 for w in widths], True, "sinusoidal"],
+        "double widths": [attention, [w * 2 for w in widths], True, "sinusoidal"],
+        "no skips": [attention, widths, False, "sinusoidal"],
+        "mlp labels": [attention, widths, True, "mlp"],
+    }
+    return {ABLATION_KEY: [v for name, v in variants.items() if only is None or name in only]}
+
+
+def digits_lattice(lo: float, hi: float, step: float) -> dict:
+    return {"data.kind": "digits", "data.x_min": lo, "data.x_max": hi, "data.y_min": lo, "data.y_max": hi,
+            "data.dx": step, "data.dy": step}
+
+
+TINY_STRIPES = {"training.checkpoint_every": 12}  # frame group + 8 runs: fewer checkpoints keep the test short
+TINY_DIGITS = {**digits_lattice(4.0, 12.0, 2.0), "data.glyph_scale": 0.75}  # a 6 px glyph in the 16 px frame
+TWO_LAYERS = {"probe.layers": ["layer4", "bottleneck"]}
+
+
+# ----------------------------------------------------------------------------
+# The experiments.
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
+    Experiment(
+        "phases",
+        claim="Over training the representation goes A (no structure) -> B (disordered 2D manifold) -> C (ordered), "
+              "and generation goes several bumps -> one wrong bump -> one accurate bump (PAPER.md claims 1, 2).",
+        measures="the three phases on the default dataset: the first step of each phase per seed, their agreement "
+                 "with generation, and the rank correlation of knn_overlap with accuracy",
+        scales={"laptop": Scale("default", LAPTOP_RUN, {}, [0, 1]),
+                "full": Scale("paper", {}, {}, FULL_SEEDS),
+                "tiny": Scale("tiny", TINY_RUN, {}, [0, 1])},
+        analyze=analyses.analyze_phases),
+    Experiment(
+        "density",
+        claim="Denser datasets (smaller increments between bump centres) reach the ordered representation faster "
+              "(PAPER.md claim 3).",
+        measures="steps to phase C and to 90% accuracy against the increment dx = dy at sigma 1",
+        scales={"laptop": Scale("default", LAPTOP_RUN, {"data.dx+data.dy": [[0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]}, [0, 1]),
+                "full": Scale("paper", {}, {"data.dx+data.dy": [[0.1, 0.1], [0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]},
+                              FULL_SEEDS),
+                "tiny": Scale("tiny", TINY_RUN, {"data.dx+data.dy": [[1.0, 1.0], [2.0, 2.0]]}, [0])},
+        analyze=analyses.analyze_density),
+    Experiment(
+        "sigma",
+        claim="The spread sigma matters less than the density (PAPER.md claim 3); the follow-up ties the onset to "
+              "the overlap of neighbouring bumps.",
+        # sigma >= 1: at the detector's default threshold a bump narrower than ~0.85 lights one pixel and
+        # is dropped as a speck (detect.py), so sigma 0.5 would score "none" whatever the model draws.
+        measures="steps to phase C and to 90% accuracy over sigma x increment, against the overlap of neighbouring "
+                 "bumps, to separate density from overlap",
+        scales={"laptop": Scale("default", LAPTOP_RUN, {"data.sigma": [1.0, 1.5, 2.0],
+                                                        "data.dx+data.dy": [[0.5, 0.5], [1.0, 1.0]]}, [0, 1]),
+                "full": Scale("paper", {}, {"data.sigma": [1.0, 1.5, 2.0, 3.0],
+                                            "data.dx+data.dy": [[0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]}, FULL_SEEDS),
+                "tiny": Scale("tiny", TINY_RUN, {"data.sigma": [1.0, 2.0], "data.dx+data.dy": [[1.0, 1.0], [2.0, 2.0]]},
+                              [0])},
+        analyze=analyses.analyze_sigma),
+    Experiment(
+        "imbalance",
+        claim="With skewed increments (e.g. dx = 0.1, dy = 1) x and y are still learned together (coupled), not as "
+              "two separate 1D tasks (PAPER.md claim 4).",
+        measures="x-only and y-only accuracy and decoding / transfer R^2 over training for dx:dy 1:1, 1:10, 10:1 "
+                 "(full: also 1:100, 100:1); verdict coupled or factorized",
+        scales={"laptop": Scale("default", LAPTOP_RUN, {"data.dx+data.dy": [[0.5, 0.5], [0.05, 0.5], [0.5, 0.05]]}, [0, 1],
+                                {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD}),
+                "full": Scale("paper", {}, {"data.dx+data.dy": [[1.0, 1.0], [0.1, 1.0], [0.01, 1.0], [1.0, 0.1], [1.0, 0.01]]},
+                              FULL_SEEDS, {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD}),
+                "tiny": Scale("tiny", TINY_RUN, {"data.dx+data.dy": [[2.0, 2.0], [1.0, 2.0], [2.0, 1.0]]}, [0],
+                              {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD})},
+        analyze=analyses.analyze_imbalance),
+    Experiment(
+        "holes",
+        claim="Models compose well but interpolate poorly over held-out regions, worse as they grow (follow-up, "
+              "PAPER.md claim 5).",
+        measures="in-distribution vs held-out accuracy for interior and edge W x W squares of growing W, the cross "
+                 "(x or y in [13, 19]) and bands of width 1.0, 3.5 and 8.0; the held-out denoising loss over training",
+        scales={"laptop": Scale("default", LAPTOP_RUN, {"data.holdout": holdout_grid(32, [2, 4, 8], 6, [1.0, 3.5, 8.0])},
+                                [0, 1]),
+                "full": Scale("paper", {}, {"data.holdout": holdout_grid(32, [2, 4, 6, 8], 6, [1.0, 3.5, 8.0])},
+                              FULL_SEEDS),
+                "tiny": Scale("tiny", {**TINY_RUN, "data.dx": 1.0, "data.dy": 1.0},
+                              {"data.holdout": holdout_grid(16, [2, 4], 2, [3.5])}, [0])},
+        analyze=analyses.analyze_holes),
+    Experiment(
+        "stripes",
+        claim="Training on 1D stripes plus bumps is far more data efficient than bumps alone, and a few 2D "
+              "examples suffice for composition (follow-up, PAPER.md claim 5).",
+        measures="accuracy on the frame's 2D conditions against the data fraction lambda for bumps only, bumps + "
+                 "1D stripes, and stripes with and without 2D examples on the rim; the 2D data needed for 60% "
+                 "accuracy against the image size N; percolation of the same lattice beside it",
+        scales={"laptop": Scale("default", {**LAPTOP_RUN, "scoring.frame_grid": True},
+                                stripes_grid(stripes_points([0.1, 0.3, 1.0], [16], [32], rim=8)), [0, 1],
+                                {"percolation_thresholds": [0.5, 0.8]}),
+                "full": Scale("paper", {"scoring.frame_grid": True},
+                              stripes_grid(stripes_points([0.05, 0.1, 0.2, 0.3, 0.5, 1.0], [32], [16, 64], rim=8)),
+                              FULL_SEEDS, {"percolation_thresholds": [0.5, 0.8]}),
+                "tiny": Scale("tiny", {**TINY_RUN, **TINY_STRIPES, "scoring.frame_grid": True},
+                              stripes_grid([(k, r, 16, lam) for k, r in [("bumps", 0), ("bumps+stripes", 0)] for lam in (0.5, 1.0)]
+                                           + [("stripes", 0, 16, 1.0), ("stripes", 4, 16, 1.0),
+                                              ("bumps", 0, 8, 1.0), ("bumps+stripes", 0, 8, 1.0)]),
+                              [0], {"percolation_thresholds": [0.5]})},
+        analyze=analyses.analyze_stripes),
+    Experiment(
+        "percolation",
+        claim="The sudden onset of manifold formation follows percolation of the overlap between neighbouring bumps "
+              "as the data fraction lambda grows (follow-up, PAPER.md claim 5).",
+        measures="the largest cluster of overlapping kept bumps against lambda for several sigma and overlap "
+                 "thresholds, and its onset (no training)",
+        scales={"laptop": Scale("default", {}, {}, [0, 1, 2, 3, 4],
+                                {"lambdas": [round(0.05 * k, 2) for k in range(1, 21)], "sigmas": [0.5, 1.0, 2.0],
+                                 "thresholds": [0.5, 0.7, 0.9]}),
+                "full": Scale("default", {"data.dx": 0.25, "data.dy": 0.25}, {}, list(range(10)),
+                              {"lambdas": [round(0.025 * k, 3) for k in range(1, 41)], "sigmas": [0.5, 0.75, 1.0, 1.5, 2.0],
+                               "thresholds": [0.3, 0.5, 0.7, 0.9]}),
+                "tiny": Scale("tiny", {}, {}, [0, 1], {"lambdas": [0.25, 0.5, 1.0], "sigmas": [1.0, 2.0],
+                                                      "thresholds": [0.5, 0.8]})},
+        analyze=analyses.analyze_percolation, trains=False),
+    Experiment(
+        "ablation",
+        claim="Open question: which architecture choices change when the phases come, and whether x and y factorize "
+              "(the follow-up finds factorized, orthogonal codes).",
+        measures="attention placement, widths, skip connections, sinusoidal vs trainable label encoders; steps to "
+                 "phase C at layer4 and at the bottleneck, accuracy, transfer R^2 per variant against the baseline",
+        scales={"laptop": Scale("default", {**LAPTOP_RUN, **TWO_LAYERS}, ablation_grid([8], [16, 8], [16, 32, 64]), [0, 1]),
+                "full": Scale("paper", TWO_LAYERS, ablation_grid([16, 8], [32, 16, 8], [64, 128, 256]), FULL_SEEDS),
+                "tiny": Scale("tiny", {**TINY_RUN, **TWO_LAYERS},
+                              ablation_grid([8], [16, 8], [8, 16, 16], only=("baseline", "bottleneck attention",
+                                                                            "no skips", "mlp labels")), [0])},
+        analyze=analyses.analyze_ablation),
+    Experiment(
+        "digits",
+        claim="Open question: do the same phases appear on images no one rendered as bumps?",
+        measures="real glyphs (scikit-learn's 8 x 8 digits, scaled 1.5x, placed at sub-pixel (x, y) by their "
+                 "centroid) conditioned on (x, y) only: the phases per glyph",
+        scales={"laptop": Scale("default", {**LAPTOP_RUN, **digits_lattice(8.0, 24.0, 0.5)}, {"data.glyph": [0, 1]}, [0, 1]),
+                "full": Scale("paper", digits_lattice(8.0, 24.0, 0.5), {"data.glyph": list(range(10))}, FULL_SEEDS),
+                "tiny": Scale("tiny", {**TINY_RUN, **TINY_DIGITS}, {"data.glyph": [0, 1]}, [0])},
+        analyze=analyses.analyze_digits),
+]}
+
+
+# ----------------------------------------------------------------------------
+# Resolving, estimating and running an experiment.
+
+
+@dataclass
+class Plan:
+    experiment: Experiment
+    scale: str
+    base: Config
+    grid: dict
+    seeds: list[int]
+    params: dict
+
+
+def plan(name: str, scale: str = "laptop", overrides=(), seeds: list[int] | None = None) -> Plan:
+    """The experiment `name` at `scale`: its base config (with `overrides`, "key=value" strings or a
+    dict, on top), grid, seeds (`seeds` replaces the scale's) and analysis parameters."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"experiment: unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    if scale not in SCALES:
+        raise ConfigError(f"--scale: must be one of {', '.join(SCALES)} (got {scale!r})")
+    experiment = EXPERIMENTS[name]
+    s = experiment.scales[scale]
+    items = dict(overrides) if isinstance(overrides, dict) else dict(map(parse_override, overrides))
+    base = make_config(s.preset, {**s.overrides, **items})
+    params = dict(s.params)
+    if not experiment.trains:
+        params["seeds"] = list(seeds if seeds is not None else s.seeds)
+    return Plan(experiment, scale, base, s.grid, list(seeds if seeds is not None else s.seeds), params)
+
+
+def estimate_seconds(configs: list[Config]) -> float:
+    """Wall time of training, scoring and probing these runs on this 2-core CPU (STEP_SECONDS,
+    CHECKPOINT_SECONDS), scaled by image area x first-level width^2 (the convolutions' cost), the
+    batch size, and for scoring the evaluation set's size against the default's 64 conditions."""
+    total = 0.0
+    for cfg in configs:
+        d, t = cfg.data, cfg.training
+        cost = (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
+        checkpoints = len(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
+        scoring = len(evaluation_set(cfg).conditions) / 64 if cfg.scoring.during_training else 0.0
+        total += t.steps * STEP_SECONDS * cost * t.batch_size / 32
+        total += checkpoints * CHECKPOINT_SECONDS * cost * (scoring + 1) / 2
+    return total
+
+
+def describe(p: Plan, runs: int) -> str:
+    """One line for findings.json and the report: what was run at this scale."""
+    if not p.experiment.trains:
+        q = p.params
+        return (f"{p.scale} scale: no training; lattice dx {p.base.data.dx:g}, dy {p.base.data.dy:g}; "
+                f"{len(q['lambdas'])} lambdas, sigma {q['sigmas']}, overlap thresholds {q['thresholds']}, "
+                f"subsample seeds {q['seeds']}")
+    t, m = p.base.training, p.base.model
+    return (f"{p.scale} scale: {runs} runs ({runs // len(p.seeds)} settings x seeds {p.seeds}), preset "
+            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size}, scoring "
+            f"{p.base.scoring.sampler}{p.base.scoring.sampler_steps} on a {p.base.scoring.grid}^2 grid, "
+            f"probe grid {p.base.probe.grid}^2 at {', '.join(p.base.probe.layers)}")
+
+
+@dataclass
+class Outcome:
+    sweep_dir: Path
+    results: list[dict]  # one per run (sweep.run_one): status, error, seconds
+    findings: dict  # as written to findings.json
+    report: Path  # report.html
+    lines: list[str]  # the report's text summary
+
+
+def run_experiment(name: str, scale: str = "laptop", sweep_dir=None, overrides=(), seeds: list[int] | None = None,
+                   quiet: bool = False, **backend) -> Outcome:
+    """Run (or finish) an experiment into SWEEP_DIR (default runs/NAME-SCALE) and analyze it: writes
+    table.csv, findings.json, the figure and report.html. `backend` goes to `sweep.run_sweep`
+    (backend, workers, address, cpus_per_run, gpus_per_run, max_retries)."""
+    from .report import write_sweep_report
+    from .sweep import aggregate
+
+    p = plan(name, scale, overrides, seeds)
+    root = Path(sweep_dir or f"runs/{name}-{scale}")
+    if not p.experiment.trains:
+        _prepare_untrained_dir(root, p)
+        rows = analyses.percolation_rows(_context(root, p))
+        write_table(rows, root / "table.csv")
+        findings = _analyze(root, p, rows, runs=0)
+        return Outcome(root, [], findings, *write_sweep_report(root, [], findings=findings))
+    points = expand_grid(p.base, p.grid, p.seeds)
+    if not quiet:
+        minutes = estimate_seconds([cfg for _, cfg in points]) / 60
+        print(f"{name}, {scale} scale: {len(points)} runs; estimated {minutes:.0f} min on a 2-core CPU", flush=True)
+    prepare_sweep_dir(root, p.base, p.grid, p.seeds, [n for n, _ in points])
+    _write_marker(root, p)
+    results = run_sweep(root, p.base, p.grid, p.seeds, quiet=quiet, **backend)
+    rows = aggregate([str(root)])
+    write_table(rows, root / "table.csv")
+    findings = _analyze(root, p, rows, runs=len(points))
+    return Outcome(root, results, findings, *write_sweep_report(root, rows, findings=findings))
+
+
+def analyze_sweep(sweep_dir, rows: list[dict]) -> dict | None:
+    """The finding of an experiment's sweep directory (its experiment.json), or None for a plain sweep."""
+    root = Path(sweep_dir)
+    if not (root / "experiment.json").is_file():
+        return None
+    record = read_json(root / "experiment.json")
+    try:
+        name, scale, params = record["experiment"], record["scale"], record["params"]
+        experiment = EXPERIMENTS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{root / 'experiment.json'}: not an experiment record of this diffrep; remove it") from None
+    base, grid, seeds = load_sweep(root)
+    p = Plan(experiment, scale, base, grid, seeds, params)
+    return _analyze(root, p, rows, runs=len(expand_grid(base, grid, seeds)))
+
+
+def _context(root: Path, p: Plan) -> analyses.Context:
+    return analyses.Context(out=root, base=p.base, params=p.params, name=p.experiment.name, layer=p.base.probe.layers[0])
+
+
+def _analyze(root: Path, p: Plan, rows: list[dict], runs: int) -> dict:
+    result = p.experiment.analyze(rows, _context(root, p))
+    findings = {"version": EXPERIMENT_VERSION, "experiment": p.experiment.name, "scale": p.scale,
+                "claim": p.experiment.claim, "measures": p.experiment.measures, "run_at": describe(p, runs), **result}
+    atomic_write(root / "findings.json", (json.dumps(findings, indent=1, default=_json_default) + "\n").encode())
+    return findings
+
+
+def _json_default(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _marker(p: Plan) -> dict:
+    return {"version": EXPERIMENT_VERSION, "experiment": p.experiment.name, "scale": p.scale, "params": p.params,
+            **({} if p.experiment.trains else {"base": p.base.to_dict()})}
+
+
+def _write_marker(root: Path, p: Plan) -> None:
+    atomic_write(root / "experiment.json", (json.dumps(_marker(p), indent=1) + "\n").encode())
+
+
+def _prepare_untrained_dir(root: Path, p: Plan) -> None:
+    """An empty (or new) folder, or one holding the same untrained experiment: its outputs are rewritten."""
+    marker = root / "experiment.json"
+    if marker.is_file():
+        if read_json(marker) != json.loads(json.dumps(_marker(p))):
+            raise ConfigError(f"{root}: holds another experiment or scale (experiment.json); choose another --sweep-dir")
+    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise ConfigError(f"{root}: exists and is not an empty folder or a {p.experiment.name} directory")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{root}: cannot create the directory ({e.strerror})") from None
+    _write_marker(root, p)

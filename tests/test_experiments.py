@@ -1,0 +1,362 @@
+"""Experiments (diffrep/experiments.py, diffrep/analyses.py): every one end to end at the tiny scale,
+and the verdict rules on synthetic sweeps whose answer is known.
+
+End to end: a module fixture trains the tiny runs of every training experiment but `density` with
+the sweep's own unit of work (`sweep.run_one`, what a local or Ray worker runs), two worker
+processes at once, into each experiment's sweep directory; `run_experiment` then finds them
+finished, as a resumed sweep does, and aggregates, analyzes and reports. `density` runs from
+scratch through the CLI (`diffrep sweep density --scale tiny`), worker pool included, and
+`percolation` (no training) through the CLI too. Tiny runs (12 steps) learn nothing, so these check
+that each experiment produces its statistics, figure, findings.json and report, and that its
+verdict agrees with its own statistics; what the verdict rules conclude is checked on synthetic
+rows built like `sweep.aggregate`'s.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from diffrep import analyses, experiments
+from diffrep.analyses import Context, steps_to_enter
+from diffrep.cli import main
+from diffrep.config import make_config
+from diffrep.experiments import EXPERIMENTS, estimate_seconds, plan, run_experiment
+from diffrep.percolation import cluster_row, onset
+from diffrep.sweep import expand_grid, flatten_config, prepare_sweep_dir, run_one
+
+EXPECTED_STATISTICS = {
+    "phases": {"first_step_A", "first_step_B", "first_step_C", "agreement", "rank_correlation", "final_accuracy",
+               "runs_in_order"},
+    "density": {"steps_to_phase_C", "steps_to_accuracy_0.9", "final_accuracy", "trend_steps_to_phase_C",
+                "trend_steps_to_accuracy_0.9"},
+    "sigma": {"steps_to_phase_C", "steps_to_accuracy_0.9", "neighbour_overlap", "rank_correlation_steps_to_phase_C"},
+    "imbalance": {"steps_to_x_accuracy_0.5", "steps_to_y_accuracy_0.5", "x_over_y_time_ratio", "final_x_transfer_r2",
+                  "final_y_transfer_r2", "coupling"},
+    "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
+              "heldout_to_train_denoise_loss"},
+    "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
+    "percolation": {"largest_cluster_fraction", "onset_lambda"},
+    "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "final_min_transfer_r2"},
+    "digits": {"first_step_C", "agreement", "final_accuracy", "runs_in_order"},
+}
+# The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("x_over_y_time_ratio", 3),
+           "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
+           "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
+PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
+
+
+def test_every_experiment_has_three_scales_and_a_claim():
+    assert set(EXPERIMENTS) == set(EXPECTED_STATISTICS)
+    for name, e in EXPERIMENTS.items():
+        assert set(e.scales) == {"laptop", "full", "tiny"} and e.claim and e.measures
+        assert plan(name, "laptop").base.preset == "default"
+        if e.trains:
+            assert plan(name, "full").base.preset == "paper"
+            assert plan(name, "laptop").seeds == [0, 1] and plan(name, "full").seeds == [0, 1, 2, 3, 4]
+            assert plan(name, "laptop").base.training.steps == 4000 and plan(name, "full").base.training.steps == 50000
+
+
+def test_the_wall_time_table_in_the_docstring_is_the_estimate():
+    table = {name: (int(runs), int(minutes)) for name, runs, minutes in
+             re.findall(r"^    (\w+) +(\d+) +~(\d+) min$", experiments.__doc__, re.M)}
+    assert set(table) == {name for name, e in EXPERIMENTS.items() if e.trains}
+    for name, (runs, minutes) in table.items():
+        p = plan(name, "laptop")
+        points = expand_grid(p.base, p.grid, p.seeds)
+        assert (len(points), round(estimate_seconds([cfg for _, cfg in points]) / 60)) == (runs, minutes), name
+
+
+# -- end to end at the tiny scale -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_sweeps(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("experiments")
+    todo = []
+    for name in PRETRAINED:
+        p = plan(name, "tiny")
+        points = expand_grid(p.base, p.grid, p.seeds)
+        prepare_sweep_dir(root / name, p.base, p.grid, p.seeds, [n for n, _ in points])
+        todo += [(str(root / name / "runs" / n), cfg.to_dict(), 1) for n, cfg in points]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(run_one, *zip(*todo)))
+    assert [r for r in results if r["status"] != "finished"] == []
+    return root
+
+
+def check_outputs(sweep_dir: Path, findings: dict, name: str) -> None:
+    """findings.json, the figure and report.html are written, hold the finding, and agree."""
+    assert json.loads((sweep_dir / "findings.json").read_text()) == json.loads(json.dumps(findings))
+    assert findings["experiment"] == name and findings["scale"] == "tiny"
+    assert findings["claim"] == EXPERIMENTS[name].claim and findings["run_at"].startswith("tiny scale")
+    assert EXPECTED_STATISTICS[name] <= set(findings["statistics"])
+    for stat in findings["statistics"].values():
+        assert stat["description"]
+        for entry in stat.get("per_setting", []):
+            reached = [v for v in entry["values"] if v is not None]
+            assert entry["n"] == len(entry["values"]) and entry["n_reached"] == len(reached)
+            assert (entry["mean"] is None) == (not reached)
+            if reached:
+                assert entry["min"] <= entry["mean"] <= entry["max"]
+    assert isinstance(findings["verdict"], str) and findings["verdict"]
+    assert findings["figures"] == [f"{name}.png"]
+    assert (sweep_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (sweep_dir / "report.html").read_text()
+    assert html.escape(findings["verdict"]) in page and html.escape(findings["claim"]) in page
+    assert page.count("data:image/png;base64,") >= 1
+    assert (sweep_dir / "table.csv").is_file()
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
+    outcome = run_experiment(name, "tiny", tiny_sweeps / name, quiet=True)
+    assert outcome.results and all(r["status"] == "skipped" for r in outcome.results)  # trained by the fixture
+    findings = outcome.findings
+    check_outputs(tiny_sweeps / name, findings, name)
+    key, settings = PRIMARY[name]
+    entries = findings["statistics"][key]["per_setting"]
+    assert len(entries) == settings and len({e["label"] for e in entries}) == settings
+    # one value per run (holes: per run and held-out region: 2 runs of 2 squares, the cross, the band)
+    assert sum(e["n"] for e in entries) == (len(outcome.results) if name != "holes" else 2 * 2 + 1 + 1)
+    if name in ("phases", "digits"):  # the verdict follows the statistics, whatever 12 steps learned
+        reached_c = any(v is not None for e in findings["statistics"]["first_step_C"]["per_setting"] for v in e["values"])
+        assert findings["verdict"].startswith("not reached") == (not reached_c)
+    if name == "imbalance":
+        assert re.match(r"(coupled|factorized|mixed|not reached)", findings["verdict"])
+        timings = [c["timing"] for c in findings["statistics"]["coupling"]["value"]]
+        assert findings["verdict"].startswith("not reached") == all(t is None for t in timings)
+        assert len(findings["statistics"]["coupling"]["value"]) == 2  # the two settings with dx != dy
+    if name == "stripes":
+        needed = findings["statistics"]["data_for_accuracy_0.6"]["value"]
+        assert {(n["arm"], n["N"]) for n in needed} == {("bumps", 16), ("bumps+stripes", 16), ("stripes", 16),
+                                                        ("stripes + 4 rim 2D", 16), ("bumps", 8), ("bumps+stripes", 8)}
+    if name == "ablation":
+        assert {e["label"] for e in findings["statistics"]["final_accuracy"]["per_setting"]} == {
+            "baseline", "attention_resolutions=[]", "skips=False", "label_encoding=mlp"}
+
+
+def test_density_from_scratch_through_the_cli_then_resumed(tmp_path, capsys):
+    sweep_dir = tmp_path / "density"
+    args = ["sweep", "density", "--scale", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    findings = json.loads((sweep_dir / "findings.json").read_text())
+    check_outputs(sweep_dir, findings, "density")
+    assert f"density (tiny scale): {findings['verdict']}" in out
+    assert json.loads((sweep_dir / "experiment.json").read_text())["experiment"] == "density"
+    assert len(list((sweep_dir / "runs").iterdir())) == 2
+    increments = [e["label"] for e in findings["statistics"]["steps_to_phase_C"]["per_setting"]]
+    assert sorted(increments) == ["increment 1", "increment 2"]
+    before = (sweep_dir / "findings.json").read_text()
+    assert main(["sweep", "--resume", str(sweep_dir), "--quiet"]) == 0  # finished runs skipped, analyzed again
+    assert (sweep_dir / "findings.json").read_text() == before
+    assert findings["verdict"] in capsys.readouterr().out
+
+
+def test_percolation_through_the_cli(tmp_path, capsys):
+    sweep_dir = tmp_path / "percolation"
+    assert main(["sweep", "percolation", "--scale", "tiny", "--sweep-dir", str(sweep_dir)]) == 0
+    findings = json.loads((sweep_dir / "findings.json").read_text())
+    check_outputs(sweep_dir, findings, "percolation")
+    p = plan("percolation", "tiny")
+    assert len((sweep_dir / "table.csv").read_text().splitlines()) == 1 + 2 * 2 * 3 * 2  # sigma x threshold x lambda x seed
+    for o in findings["statistics"]["onset_lambda"]["value"]:  # the onsets, recomputed here
+        shares = []
+        for lam in p.params["lambdas"]:
+            rows = [cluster_row(p.base.with_overrides({"data.sigma": o["sigma"], "data.keep_fraction": lam,
+                                                       "data.subsample_seed": s}).data, o["threshold"])
+                    for s in p.params["seeds"]]
+            shares.append(sum(r["largest_cluster_share"] for r in rows) / len(rows))
+        assert o["onset"] == onset(p.params["lambdas"], shares)
+    assert any(o["onset"] is not None for o in findings["statistics"]["onset_lambda"]["value"])
+    assert main(["sweep", "percolation", "--scale", "tiny", "--sweep-dir", str(sweep_dir)]) == 0  # rerun: same dir
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["sweep", "density", "--grid", "data.dx=1,2"], "--grid"),
+    (["sweep", "tiny", "--scale", "laptop"], "--scale"),
+    (["sweep", "phasez"], "PRESET"),
+    (["sweep", "density", "--scale", "huge"], "--scale"),
+    (["sweep", "density", "--set", "data.sigma=0"], "data.sigma"),
+])
+def test_bad_experiment_input_is_one_line_and_exit_2(tmp_path, capsys, args, flag):
+    assert main(args + ["--sweep-dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("diffrep: error:") and flag in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_percolation_refuses_a_folder_that_holds_something_else(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["sweep", "percolation", "--scale", "tiny", "--sweep-dir", str(tmp_path)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+# -- verdict rules on synthetic sweeps ------------------------------------------------------
+
+STEPS = list(range(0, 4001, 250))
+
+
+def synthetic(runs: list[tuple[str, dict, dict]]) -> list[dict]:
+    """Rows like sweep.aggregate's: per run (name, overrides of the default preset, metrics(step) ->
+    dict) and checkpoint step, the run's flattened config and that step's metrics."""
+    rows = []
+    for run, overrides, metrics in runs:
+        config = flatten_config(make_config("default", overrides))
+        rows += [{"run": run, "name": run, "step": step, **config, **metrics(step)} for step in STEPS]
+    return rows
+
+
+def phase_track(c_step, b_step=250, layer="layer4"):
+    """A at 0, B from b_step, C from c_step (None: never)."""
+    def metrics(step):
+        phase = "A" if step < b_step else "C" if c_step is not None and step >= c_step else "B"
+        return {f"phase.{layer}": phase, "score.train.accuracy": 0.95 if phase == "C" else 0.0,
+                "score.train.frac_accurate": 0.95 if phase == "C" else 0.0, "score.train.frac_several": 1.0 if phase == "A" else 0.0,
+                "score.train.frac_wrong": 1.0 if phase == "B" else 0.05, "score.train.frac_none": 0.0}
+    return metrics
+
+
+def context(tmp_path, name, **params):
+    p = plan(name, "laptop")
+    return Context(out=tmp_path, base=p.base, params={**p.params, **params}, name=name)
+
+
+def test_steps_to_enter_ignores_a_phase_held_from_initialization():
+    rows = [{"run": r, "step": s, "phase.layer4": label} for r, labels in
+            [("from_init", "CCBC"), ("trained", "ABCC"), ("never", "ABBB")] for s, label in zip((0, 1, 2, 3), labels)]
+    assert steps_to_enter(rows, "layer4") == {"from_init": 3, "trained": 2, "never": None}
+
+
+@pytest.mark.parametrize("times, verdict", [
+    ({0.25: (500, 750), 0.5: (1500, 1750), 1.0: (3000, None)}, "steps to phase_C: denser is faster"),
+    ({0.25: (3000, 3250), 0.5: (1500, 1750), 1.0: (500, 750)}, "steps to phase_C: denser is slower"),
+    ({0.25: (None, None), 0.5: (None, None), 1.0: (None, None)}, "steps to phase_C: not reached"),
+])
+def test_density_verdict_follows_the_ranks_of_increment_and_time(tmp_path, times, verdict):
+    runs = [(f"{inc}-{seed}", {"data.dx": inc, "data.dy": inc, "training.seed": seed}, phase_track(t))
+            for inc, pair in times.items() for seed, t in enumerate(pair)]
+    result = analyses.analyze_density(synthetic(runs), context(tmp_path, "density"))
+    assert result["verdict"].startswith(verdict)
+    entry = {e["label"]: e for e in result["statistics"]["steps_to_phase_C"]["per_setting"]}["increment 1"]
+    assert entry["values"] == list(times[1.0]) and entry["n_reached"] == sum(t is not None for t in times[1.0])
+    reached = [t for t in times[1.0] if t is not None]
+    assert entry["mean"] == (sum(reached) / len(reached) if reached else None)  # a never-reached seed is not averaged
+    assert (tmp_path / "density.png").is_file()
+
+
+def axis_track(t_x, t_y, transfer):
+    def metrics(step):
+        return {"score.train.x_accuracy": 0.9 if t_x is not None and step >= t_x else 0.0,
+                "score.train.y_accuracy": 0.9 if t_y is not None and step >= t_y else 0.0,
+                "probe.layer4.x_transfer_r2": transfer, "probe.layer4.y_transfer_r2": transfer,
+                "probe.layer4.decode_r2_x": 0.99, "probe.layer4.decode_r2_y": 0.99}
+    return metrics
+
+
+@pytest.mark.parametrize("fine, coarse, transfer, verdict", [
+    (1000, 1250, -0.5, "coupled"),  # learned together, decoders do not transfer
+    (250, None, 0.95, "factorized"),  # the fine axis early, the coarse never; decoders transfer
+    (1000, 1000, 0.95, "mixed"),  # together, yet transferring
+    (None, None, 0.95, "not reached: x or y accuracy never reached its threshold"),  # nothing learned
+])
+def test_imbalance_verdict_from_timing_and_transfer(tmp_path, fine, coarse, transfer, verdict):
+    runs = [("even", {"data.dx": 0.5, "data.dy": 0.5}, axis_track(500, 500, 0.0)),
+            ("x-fine", {"data.dx": 0.05, "data.dy": 0.5}, axis_track(fine, coarse, transfer)),
+            ("y-fine", {"data.dx": 0.5, "data.dy": 0.05}, axis_track(coarse, fine, transfer))]
+    result = analyses.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))
+    assert result["verdict"].split(" (")[0] == verdict
+    coupling = result["statistics"]["coupling"]["value"]
+    assert [c["label"] for c in coupling] == ["dx 0.05, dy 0.5", "dx 0.5, dy 0.05"]  # dx = dy is not imbalanced
+    ratio = {e["label"]: e["values"] for e in result["statistics"]["x_over_y_time_ratio"]["per_setting"]}
+    assert ratio["dx 0.05, dy 0.5"] == [None if None in (fine, coarse) else fine / coarse]
+
+
+def test_holes_verdict_per_region_family_and_width(tmp_path):
+    squares = [{"kind": "square", "width": 2, "x": 16, "y": 16}, {"kind": "square", "width": 2, "x": 1, "y": 16}]
+    band = [{"kind": "band", "width": 8, "x": 16, "y": 16}]
+
+    def scores(train, held, loss=1.0):
+        return lambda step: {"score.train.accuracy": train, "score.train.denoise_loss": 0.1,
+                             **{f"score.heldout_{i}.accuracy": h for i, h in enumerate(held)},
+                             **{f"score.heldout_{i}.denoise_loss": 0.1 * loss for i in range(len(held))}}
+
+    runs = [("sq0", {"data.holdout": squares, "training.seed": 0}, scores(0.9, [0.85, 0.2], 2.0)),
+            ("sq1", {"data.holdout": squares, "training.seed": 1}, scores(0.8, [0.8, 0.3], 2.0)),
+            ("band", {"data.holdout": band}, scores(0.1, [0.0]))]
+    result = analyses.analyze_holes(synthetic(runs), context(tmp_path, "holes"))
+    words = dict(part.split(": ", 1) for part in result["verdict"].removeprefix(
+        "held-out / in-distribution accuracy: ").split("; "))
+    assert words["interior square W=2"].startswith("interpolates")  # (0.85 / 0.9 + 0.8 / 0.8) / 2 = 0.97
+    assert words["edge square W=2"].startswith("fails")  # (0.22 + 0.375) / 2 = 0.30
+    assert words["band W=8"] == "not reached"  # in-distribution accuracy 0.1 < 0.2: nothing learned
+    loss = {e["label"]: e["mean"] for e in result["statistics"]["heldout_to_train_denoise_loss"]["per_setting"]}
+    assert loss["interior square W=2"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("c_steps, verdict", [
+    ((2000, 3000), "reproduced: the three phases come in order (A -> B -> C) in all 2 runs"),
+    ((2000, None), "partly: the three phases come in order (A -> B -> C) in 1 of 2 runs"),
+    ((None, None), "not reached: no run reached phase C"),
+])
+def test_phases_verdict(tmp_path, c_steps, verdict):
+    runs = [(f"seed{i}", {"training.seed": i}, phase_track(c)) for i, c in enumerate(c_steps)]
+    result = analyses.analyze_phases(synthetic(runs), context(tmp_path, "phases"))
+    assert result["verdict"].startswith(verdict)
+    if c_steps[0] is not None:
+        assert "agree at 1.00 of checkpoints" in result["verdict"]  # the synthetic outcomes follow the phases
+
+
+def test_sigma_verdict_names_the_factor_the_timing_follows(tmp_path):
+    runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(int(4000 / sigma / 250) * 250 // 2))
+            for dx in (0.5, 1.0) for sigma in (1.0, 1.5, 2.0)]
+    result = analyses.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
+    rho = result["statistics"]["rank_correlation_steps_to_phase_C"]["value"]
+    assert rho["sigma"] == pytest.approx(-1.0) and rho["increment"] == pytest.approx(0.0)
+    assert result["verdict"].startswith("the steps to phase C follow the sigma most closely")
+    assert "sigma matters as much or more than the increment" in result["verdict"]
+
+
+def test_ablation_verdict_against_the_baseline(tmp_path):
+    def track(c_step, transfer):
+        def metrics(step):
+            return {**phase_track(c_step)(step), **phase_track(c_step + 250, layer="bottleneck")(step),
+                    "probe.layer4.x_transfer_r2": transfer, "probe.layer4.y_transfer_r2": transfer}
+        return metrics
+
+    base = {"probe.layers": ["layer4", "bottleneck"]}
+    runs = [("b0", {**base, "training.seed": 0}, track(1000, 0.2)), ("b1", {**base, "training.seed": 1}, track(1250, 0.3)),
+            ("s0", {**base, "model.skips": False}, track(3000, 0.9)),
+            ("m0", {**base, "model.label_encoding": "mlp"}, track(500, 0.2))]
+    ctx = context(tmp_path, "ablation")
+    result = analyses.analyze_ablation(synthetic(runs), ctx)
+    assert "skips=False: phase C later" in result["verdict"] and "label_encoding=mlp: phase C earlier" in result["verdict"]
+    assert "skips=False: factorized" in result["verdict"] and "baseline: coupled" in result["verdict"]
+    assert "bottleneck reaches phase C before layer4 in 0 of 4 runs" in result["verdict"]
+
+
+def test_stripes_verdict_on_the_2d_images_needed(tmp_path):
+    p = plan("stripes", "tiny")
+    key = "+".join(experiments.STRIPES_KEYS)
+    accuracy = {("bumps", 0.5): 0.3, ("bumps", 1.0): 0.7, ("bumps+stripes", 0.5): 0.65, ("bumps+stripes", 1.0): 0.9}
+    runs = []
+    for values in experiments.stripes_grid([(k, 0, 16, lam) for k, lam in accuracy])[key]:
+        point = dict(zip(experiments.STRIPES_KEYS, values))
+        acc = accuracy[(point["data.kind"], point["data.keep_fraction"])]
+        runs.append((f"{point['data.kind']}-{point['data.keep_fraction']}", {**point, "scoring.frame_grid": True},
+                     lambda step, a=acc: {"score.frame.accuracy": a}))
+    rows = synthetic(runs)
+    result = analyses.analyze_stripes(rows, Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
+    needed = {n["arm"]: n for n in result["statistics"]["data_for_accuracy_0.6"]["value"]}
+    assert needed["bumps"]["lambda"] == 1.0 and needed["bumps+stripes"]["lambda"] == 0.5
+    assert needed["bumps+stripes"]["images_2d"] < needed["bumps"]["images_2d"]
+    assert result["verdict"].startswith("N=16: bumps + stripes needs fewer 2D images")

@@ -1,0 +1,341 @@
+"""Faults: SIGKILL at exact points of every command that writes, Ctrl-C, a full disk, a second
+process, and determinism across fresh processes.
+
+A kill point is "the n-th file a command commits" (tests/kill_driver.py): the command is
+SIGKILLed just before that file's os.replace (the file is written under its temporary name, not
+committed: a torn write) or just after it. The points are drawn with seeded random numbers among
+all the writes of the command (scores, probes, phases, pictures, the report, the table), and a
+kill cannot miss its moment whatever the machine's speed: the driver reports the signal that
+ended the command, and a test whose command ended any other way fails. Then:
+
+  - right after the kill, every file is either as it was before the command or exactly as an
+    uninterrupted run writes it (nothing torn, nothing good overwritten);
+  - running the same command again gives exactly the files of an uninterrupted run, and no
+    temporary file is left in the run directory.
+
+Training kill points (also a kill in the middle of a metrics.jsonl line) must resume to the same
+weights, metrics and files as an uninterrupted run; tests/test_training.py adds kills at random
+moments from outside.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffrep.cli import main
+from diffrep.config import make_config
+from diffrep.rundir import RunDir
+from diffrep.sweep import expand_grid, prepare_sweep_dir
+from diffrep.training import train
+from test_training import TIMING_KEYS, assert_same_run
+
+QUICK = {"training.steps": 10, "scoring.during_training": False, "probe.during_training": False}
+TRAIN_ARGV = ["train", "tiny", "--quiet", "--set", "training.steps=10"]  # scored and probed: every kind of line
+
+# command -> (the directory it works on, argv given that directory's copy, kill points)
+COMMANDS = {
+    "score": ("quick_run", lambda d: ["score", d], 4),
+    "probe": ("quick_run", lambda d: ["probe", d], 4),
+    "report": ("analysed_run", lambda d: ["demo", "--run-dir", d, "--quiet"], 4),
+    "sweep-report": ("finished_sweep", lambda d: ["sweep", "--resume", d, "--quiet"], 3),
+    "aggregate": ("finished_sweep", lambda d: ["aggregate", d / "runs", "--out", d / "all.csv"], 2),
+}
+KILL_POINTS = [(command, i) for command, (_, _, n) in COMMANDS.items() for i in range(n)]
+TRAINING_KILL_POINTS = 5
+TORN_METRICS_LINES = 2
+
+
+def files(root: Path) -> dict[str, object]:
+    """Every file under root by relative path, with its content (the lock file aside: it is never written)."""
+    return {str(p.relative_to(root)): content(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"}
+
+
+def content(path: Path):
+    """A file's bytes; for a checkpoint, its parsed header and its tensor bytes: safetensors writes the
+    header's metadata keys in an order that changes from one process to the next (a Rust hash map)."""
+    data = path.read_bytes()
+    if path.suffix != ".safetensors":
+        return data
+    size = int.from_bytes(data[:8], "little")
+    return json.loads(data[8 : 8 + size]), data[8 + size :]
+
+
+def is_temporary(name: str) -> bool:
+    return Path(name).name.startswith(".") and ".tmp" in Path(name).name
+
+
+def pick(seed: str, low: int, high: int) -> int:
+    return random.Random(seed).randint(low, high)
+
+
+def fresh_copy(source: Path, workdir: Path, command: str) -> Path:
+    """A copy of `source` at the one path where `command` always runs: its files name their
+    directory (the table's run column, the report's title), so that runs compare byte for byte."""
+    path = workdir / f"under-test-{command}"
+    if path.exists():
+        shutil.rmtree(path)
+    shutil.copytree(source, path)
+    return path
+
+
+# -- the kill driver, and the directories the commands work on ---------------------------
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """run(argv, cwd, **kill) -> {"signal", "code", "writes"}: a diffrep command in a child of
+    tests/kill_driver.py, with its kill point armed."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("kill_driver.py"))],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(argv, cwd: Path, **kill) -> dict:
+        log = cwd / "command.log"
+        proc.stdin.write(json.dumps({"argv": [str(a) for a in argv], "cwd": str(cwd), "log": str(log), **kill}) + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        assert ready, "the command did not end in 300 s"
+        line = proc.stdout.readline()
+        assert line, f"the kill driver died (exit code {proc.poll()})"
+        result = json.loads(line)
+        result["log"] = log.read_text()
+        return result
+
+    yield run
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def quick_run(workdir) -> Path:
+    """A tiny run, trained without scoring or probing: checkpoints 0, 1, 3, 10."""
+    cfg = make_config("tiny", QUICK)
+    return train(cfg, RunDir.create(workdir / "quick", cfg), quiet=True).path
+
+
+@pytest.fixture(scope="module")
+def analysed_run(workdir, quick_run) -> Path:
+    """The same run, scored and probed: what the report reads."""
+    path = workdir / "analysed"
+    shutil.copytree(quick_run, path)
+    assert main(["score", str(path)]) == 0 and main(["probe", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(workdir) -> Path:
+    """A sweep of two finished tiny runs (trained here, so that no worker process is needed)."""
+    base = make_config("tiny", {"training.steps": 5, "probe.during_training": False})
+    grid = {"training.lr": [1e-3, 2e-3]}
+    points = expand_grid(base, grid, [0])
+    sweep = prepare_sweep_dir(workdir / "sweep", base, grid, [0], [name for name, _ in points])
+    for name, cfg in points:
+        train(cfg, RunDir.create(sweep / "runs" / name, cfg), quiet=True)
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def references(request, workdir, driver):
+    """command -> (files before it, files after an uninterrupted run, its number of writes), made
+    once per command, by the driver (another process than the reruns: the files must not depend
+    on which process wrote them)."""
+    made = {}
+
+    def get(command):
+        if command not in made:
+            source, argv, _ = COMMANDS[command]
+            path = fresh_copy(request.getfixturevalue(source), workdir, command)
+            before = files(path)
+            result = driver(argv(path), workdir)
+            assert result["code"] == 0, result["log"]
+            made[command] = (before, files(path), result["writes"])
+        return made[command]
+
+    return get
+
+
+# -- kill points of score, probe, the report, the sweep report, aggregate ---------------------
+
+
+@pytest.mark.parametrize("command, point", KILL_POINTS, ids=[f"{c}-{i}" for c, i in KILL_POINTS])
+def test_sigkill_at_a_write_then_the_same_command_gives_the_files_of_an_uninterrupted_run(
+        command, point, request, references, driver, workdir, tmp_path, capsys):
+    source, argv, _ = COMMANDS[command]
+    before, after, writes = references(command)
+    n = pick(f"{command}-{point}", 1, writes)
+    where = "kill_before_write" if point % 2 == 0 else "kill_after_write"
+    path = fresh_copy(request.getfixturevalue(source), workdir, command)
+
+    killed = driver(argv(path), tmp_path, **{where: n})
+    assert killed["signal"] == signal.SIGKILL, f"the command was not killed at write {n} of {writes}: {killed}"
+
+    now = files(path)
+    torn = [name for name in now if is_temporary(name)]
+    assert bool(torn) == (where == "kill_before_write"), torn  # the kill left the n-th file uncommitted, or not
+    for name, data in now.items():
+        if not is_temporary(name):
+            assert data in (before.get(name), after[name]), f"{name} is neither as before nor as after the command"
+
+    capsys.readouterr()
+    assert main([str(a) for a in argv(path)]) == 0, capsys.readouterr().err
+    again = files(path)
+    if command in ("score", "probe", "report"):  # inside a run: the rerun holds its lock and clears what the kill left
+        assert again == after
+    else:  # a sweep folder or --out folder has no lock: a kill may leave a hidden temporary file there, never read
+        assert {k: v for k, v in again.items() if not is_temporary(k)} == after
+
+
+# -- kill points of training: resume to the same run ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def training_reference(workdir, driver):
+    """An uninterrupted tiny run (10 steps, scored and probed), its number of writes and metrics lines."""
+    path = workdir / "train-reference"
+    result = driver(TRAIN_ARGV + ["--run-dir", path], workdir)
+    assert result["code"] == 0, result["log"]
+    return RunDir(path), result["writes"], len(RunDir(path).metrics())
+
+
+def assert_resumes_to(reference: RunDir, path: Path, capsys) -> None:
+    capsys.readouterr()
+    assert main(["train", "--resume", str(path), "--quiet"]) == 0, capsys.readouterr().err
+    run = RunDir(path)
+    assert_same_run(reference, run)  # weights bit for bit, metrics, no duplicated line
+    lines = run.metrics_path.read_text().split("\n")
+    assert lines[-1] == "" and all(json.loads(line) for line in lines[:-1])  # no torn line
+    ours, theirs = files(path), files(reference.path)
+    ours.pop("metrics.jsonl"), theirs.pop("metrics.jsonl")  # compared above, without timing keys
+    assert ours == theirs  # every checkpoint, score and probe file, byte for byte; nothing temporary
+
+
+@pytest.mark.parametrize("point", range(TRAINING_KILL_POINTS))
+def test_sigkill_at_a_write_during_training_then_resume_is_exact(point, training_reference, driver, tmp_path, capsys):
+    reference, writes, _ = training_reference
+    # From write 2: killed before its config.json is committed, a run directory holds no run yet.
+    n = pick(f"train-{point}", 2, writes)
+    where = "kill_before_write" if point % 2 == 0 else "kill_after_write"
+    killed = driver(TRAIN_ARGV + ["--run-dir", tmp_path / "run"], tmp_path, **{where: n})
+    assert killed["signal"] == signal.SIGKILL, f"training was not killed at write {n} of {writes}: {killed}"
+    assert_resumes_to(reference, tmp_path / "run", capsys)
+
+
+@pytest.mark.parametrize("point", range(TORN_METRICS_LINES))
+def test_sigkill_in_the_middle_of_a_metrics_line_then_resume_is_exact(point, training_reference, driver, tmp_path,
+                                                                      capsys):
+    reference, _, lines = training_reference
+    n = pick(f"metrics-{point}", 1, lines)
+    killed = driver(TRAIN_ARGV + ["--run-dir", tmp_path / "run"], tmp_path, kill_in_metrics_line=n)
+    assert killed["signal"] == signal.SIGKILL
+    assert not (tmp_path / "run" / "metrics.jsonl").read_text().endswith("\n")  # the kill tore the line
+    assert_resumes_to(reference, tmp_path / "run", capsys)
+
+
+def test_the_suite_has_at_least_20_kill_points():
+    from test_training import test_sigkill_at_a_random_point_then_resume_is_exact as random_kills
+
+    outside = len(random_kills.pytestmark[0].args[1])  # kills at random moments, tests/test_training.py
+    assert len(KILL_POINTS) + TRAINING_KILL_POINTS + TORN_METRICS_LINES + outside >= 20
+
+
+# -- Ctrl-C outside training --------------------------------------------------------------------
+
+
+def test_ctrl_c_while_scoring_says_what_to_do_and_the_rerun_finishes(references, quick_run, driver, workdir, tmp_path,
+                                                                     capsys):
+    _, after, writes = references("score")
+    path = fresh_copy(quick_run, workdir, "score")
+    interrupted = driver(["score", path], tmp_path, kill_before_write=writes // 2, signal="SIGINT")
+    assert interrupted["code"] == 130, interrupted
+    last = interrupted["log"].strip().splitlines()[-1]
+    assert "Traceback" not in interrupted["log"] and last.startswith("diffrep: interrupted")
+    assert "run the command again" in last
+    capsys.readouterr()
+    assert main(["score", str(path)]) == 0
+    assert files(path) == after
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, failing", [
+    ("score", "step_00000003_ddim5.npz"),  # the second file of the third checkpoint's scores
+    ("probe", "phases.json"),
+    ("report", "report.html"),
+    ("sweep-report", "summary.json"),
+])
+def test_a_full_disk_is_one_line_and_overwrites_nothing(command, failing, request, references, workdir, monkeypatch,
+                                                        capsys):
+    from diffrep import rundir
+
+    source, argv, _ = COMMANDS[command]
+    _, after, _ = references(command)
+    path = fresh_copy(request.getfixturevalue(source), workdir, command)
+    assert main([str(a) for a in argv(path)]) == 0  # every file is there, as an uninterrupted run wrote it
+    real_open = open
+
+    def open_that_fills_the_disk(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if "w" in mode and f".{failing}.tmp" in str(file):
+            f.close()
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return f
+
+    monkeypatch.setattr(rundir, "open", open_that_fills_the_disk, raising=False)
+    capsys.readouterr()
+    assert main([str(a) for a in argv(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and "No space left on device" in err.splitlines()[-1]
+    assert files(path) == after  # the good files are intact, and no partial file was left
+
+
+# -- two processes on one run -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "--resume", "{run}"], ["score", "{run}"], ["probe", "{run}"], ["demo", "--run-dir", "{run}"]],
+    ids=["train", "score", "probe", "demo"])
+def test_a_second_process_writing_into_a_run_is_refused(argv, analysed_run, tmp_path, capsys):
+    path = tmp_path / "run"
+    shutil.copytree(analysed_run, path)
+    before = files(path)
+    capsys.readouterr()
+    with RunDir(path).lock():  # the first process
+        assert main([a.replace("{run}", str(path)) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another diffrep process" in err.splitlines()[-1] and "Traceback" not in err
+    assert files(path) == before
+
+
+# -- determinism ----------------------------------------------------------------------------------
+
+
+def test_same_config_and_seed_in_fresh_processes_give_identical_files(tmp_path):
+    """Two runs of one config in two new interpreters, side by side: every checkpoint, score and
+    probe file is identical byte for byte, and the metrics apart from their timing."""
+    procs = [subprocess.Popen([sys.executable, "-m", "diffrep", *TRAIN_ARGV, "--run-dir", str(tmp_path / name)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in "ab"]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    metrics = [[{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS}
+                for line in run.pop("metrics.jsonl").decode().splitlines()] for run in (a, b)]
+    assert metrics[0] == metrics[1]
+    assert {"loss", "score.train.accuracy", "probe.layer4.knn_overlap"} <= {key for line in metrics[0] for key in line}
+    assert a.keys() == b.keys() and any(name.endswith(".safetensors") for name in a)
+    assert a == b
