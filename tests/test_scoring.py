@@ -11,7 +11,7 @@ from diffrep.config import make_config
 from diffrep.data import BumpDataset, in_region, render
 from diffrep.diffusion import NoiseSchedule
 from diffrep.rundir import RunDir
-from diffrep.scoring import denoising_loss, evaluation_set, load_scores, score_model
+from diffrep.scoring import denoising_loss, evaluation_set, load_scores, nearest_index, score_model
 from diffrep.training import train
 
 
@@ -154,3 +154,21 @@ def test_denoising_loss_is_zero_for_the_exact_denoiser_only(draw, zero):
     assert (loss < 1e-9).all() if zero else (loss > 1e-4).all()  # shifted 2 px: ~7e-4 (a bump is a few of 1,024 pixels)
     summary, _, _ = score_model(model, cfg)
     assert summary["groups"]["train"]["denoise_loss"] == pytest.approx(float(loss.mean()), rel=1e-6)
+
+
+def test_nearest_index_is_the_argmin_with_the_lowest_index_among_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        points = np.unique(np.round(rng.uniform(0, 10, (rng.integers(1, 200), 2)) * 2) / 2, axis=0)
+        rng.shuffle(points)  # ties must go to the lowest index, not to the k-d tree's order
+        targets = np.round(rng.uniform(-1, 11, (40, 2)) * 4) / 4  # many exactly equidistant targets
+        expected = np.argmin(((targets[:, None] - points[None]) ** 2).sum(-1), axis=1)
+        assert np.array_equal(nearest_index(points, targets), expected)
+
+
+def test_the_evaluation_set_of_a_huge_lattice_needs_no_distance_table():
+    # 1,600 x 1,600 = 2.56 M training conditions and a 64 x 64 grid: a full distance table would be 168 GB.
+    cfg = make_config("default", {"data.dx": 0.02, "data.dy": 0.02, "scoring.grid": 64})
+    ev = evaluation_set(cfg)
+    assert ev.names == ["train"] and len(ev.conditions) == 64 * 64
+    assert np.allclose(ev.conditions[:2], [[0.24, 0.24], [0.74, 0.24]])  # cell centres 0.25, 0.75 snapped to 0.02 steps
