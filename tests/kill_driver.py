@@ -41,6 +41,9 @@ def run_job(job: dict) -> None:
     os.dup2(log, 2)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    # Ctrl-C as at a terminal: a shell that starts the tests in the background (`make test &`)
+    # starts them with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sig = getattr(signal, job.get("signal", "SIGKILL"))
     writes = 0
     real_replace = os.replace
