@@ -226,6 +226,8 @@ CASES = [
     ("image_size_not_multiple_of_4", ["train", "--set", "data.image_size=30"], None,
      ["data.image_size", "multiple of 4"]),
     ("lr_zero", ["train", "tiny", "--set", "training.lr=0"], None, ["training.lr", "> 0"]),
+    ("lr_decay_unknown", ["train", "tiny", "--set", "training.lr_decay=linear"], None,
+     ["training.lr_decay", "constant", "cosine"]),
     ("batch_size_zero", ["train", "tiny", "--set", "training.batch_size=0"], None, ["training.batch_size"]),
     ("widths_two_levels", ["train", "tiny", "--set", "model.widths=[8,16]"], None, ["model.widths", "3"]),
     ("label_encoding_onehot", ["train", "tiny", "--set", "model.label_encoding=onehot"], None,

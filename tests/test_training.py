@@ -13,7 +13,7 @@ import torch
 from diffrep.config import ConfigError, make_config
 from diffrep.data import BumpDataset
 from diffrep.rundir import RunDir
-from diffrep.training import TrainingDiverged, checkpoint_schedule, train
+from diffrep.training import TrainingDiverged, checkpoint_schedule, learning_rate, train
 
 TINY = {"training.steps": 40}
 TIMING_KEYS = {"step_time", "images_per_s"}
@@ -54,6 +54,30 @@ def test_checkpoint_schedule_is_dense_early_and_includes_ends():
     # geomspace(1, 3000, 5) = 1, 7.4, 54.8, 405.4, 3000 -> 1, 7, 55, 405, 3000; every 1000.
     assert checkpoint_schedule(3000, 5, 1000) == [0, 1, 7, 55, 405, 1000, 2000, 3000]
     assert checkpoint_schedule(10, 0, 4) == [0, 4, 8, 10]
+
+
+def test_learning_rate_warms_up_then_stays_or_decays_to_zero_on_a_cosine():
+    constant = make_config("tiny", {"training.lr": 1e-3, "training.steps": 100, "training.warmup_steps": 10}).training
+    assert [learning_rate(constant, s) for s in (0, 5, 10, 100)] == pytest.approx([0, 5e-4, 1e-3, 1e-3])
+    cosine = make_config("tiny", {"training.lr": 1e-3, "training.steps": 110, "training.warmup_steps": 10,
+                                  "training.lr_decay": "cosine"}).training
+    assert [learning_rate(cosine, s) for s in (5, 10, 60, 110, 200)] == pytest.approx([5e-4, 1e-3, 5e-4, 0, 0], abs=1e-12)
+    lrs = [learning_rate(cosine, s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone after the warm-up
+
+
+def test_resume_follows_the_cosine_schedule_exactly(tmp_path):
+    import shutil
+
+    whole = tiny_run(tmp_path / "whole", **{"training.lr_decay": "cosine"})
+    logged = {r["step"]: r["lr"] for r in whole.metrics() if "lr" in r}
+    assert logged[40] == pytest.approx(0, abs=1e-12) and logged[25] < logged[5]
+    # Cut the run back to its previous checkpoint (which keeps its resume state) and resume.
+    part = tmp_path / "part"
+    shutil.copytree(whole.path, part)
+    (part / "checkpoints" / "step_00000040.safetensors").unlink()
+    assert resume(part).returncode == 0
+    assert_same_run(whole, RunDir(part))
 
 
 def test_run_directory_describes_itself(reference):

@@ -18,6 +18,7 @@ import typing
 from dataclasses import dataclass, field
 
 CONFIG_VERSION = 1
+LR_DECAYS = ("constant", "cosine")
 DATA_KINDS = ("bumps", "sos", "stripes", "bumps+stripes", "digits")
 DIGIT_GLYPHS = 1797  # glyphs in scikit-learn's bundled digits (sklearn.datasets.load_digits)
 
@@ -103,7 +104,8 @@ class TrainingConfig:
     stop_after_phase_c: int | None = None  # adaptive length: stop this many checkpoints after the first phase C (None: fixed)
     batch_size: int = 64
     lr: float = 1e-3
-    warmup_steps: int = 0  # linear learning-rate warm-up, then constant
+    warmup_steps: int = 0  # linear learning-rate warm-up, then lr_decay
+    lr_decay: str = "constant"  # constant | cosine (to 0 at `steps`, as in nanoGPT's train.py)
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     ema_decay: float = 0.999
@@ -441,6 +443,7 @@ def validate(cfg: Config) -> None:
     _check(1 <= t.batch_size <= 65536, f"training.batch_size: must be in [1, 65536] (got {t.batch_size})")
     _check(t.lr > 0, f"training.lr: must be > 0 (got {t.lr})")
     _check(t.warmup_steps >= 0, f"training.warmup_steps: must be >= 0 (got {t.warmup_steps})")
+    _check(t.lr_decay in LR_DECAYS, f"training.lr_decay: must be one of {', '.join(LR_DECAYS)} (got {t.lr_decay!r})")
     _check(t.weight_decay >= 0, f"training.weight_decay: must be >= 0 (got {t.weight_decay})")
     _check(t.grad_clip >= 0, f"training.grad_clip: must be >= 0, 0 disables (got {t.grad_clip})")
     _check(0 <= t.ema_decay < 1, f"training.ema_decay: must be in [0, 1) (got {t.ema_decay})")

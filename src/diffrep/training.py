@@ -11,6 +11,7 @@ the last step), because the representation changes fastest early in training.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, TrainingConfig
 from .data import BumpDataset
 from .diffusion import NoiseSchedule
 from .model import UNet, build_model
@@ -117,6 +118,17 @@ class EMA:
         names, params = zip(*model.named_parameters())
         # One call over all tensors (124 in the default UNet): ~2x cheaper than a Python loop.
         torch._foreach_lerp_([self.params[k] for k in names], list(params), 1 - decay)
+
+
+def learning_rate(t: TrainingConfig, step: int) -> float:
+    """The learning rate at `step`: linear warm-up, then constant or cosine decay to 0 at `t.steps`.
+    A function of the step alone, so that a resumed run follows the same schedule."""
+    if t.warmup_steps and step < t.warmup_steps:
+        return t.lr * step / t.warmup_steps
+    if t.lr_decay == "cosine":
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return t.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return t.lr
 
 
 @dataclass
@@ -246,10 +258,6 @@ class Trainer:
 
     # -- one step -------------------------------------------------------------
 
-    def lr_at(self, step: int) -> float:
-        t = self.cfg.training
-        return t.lr * min(1.0, step / t.warmup_steps) if t.warmup_steps else t.lr
-
     def train_step(self) -> float:
         t = self.cfg.training
         g = self.generator
@@ -271,7 +279,7 @@ class Trainer:
 
         self.step += 1
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = learning_rate(self.cfg.training, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if t.grad_clip:
@@ -292,7 +300,7 @@ class Trainer:
         """The line for metrics.jsonl over the interval since the last one; resets the sums."""
         k, T = self.cfg.training.loss_buckets, self.schedule.timesteps
         a = self.accum
-        record = {"step": self.step, "loss": a[0].item() / a[1].item(), "lr": self.lr_at(self.step)}
+        record = {"step": self.step, "loss": a[0].item() / a[1].item(), "lr": learning_rate(self.cfg.training, self.step)}
         for b in range(k):
             lo, hi = b * T // k, (b + 1) * T // k - 1
             record[f"loss_t{lo}_{hi}"] = a[2 + b].item() / a[2 + k + b].item() if a[2 + k + b] else None
