@@ -22,7 +22,9 @@ training.steps), continued every training.checkpoint_every steps past training.s
 excluded from every clock: a clock sums the wall time of `Trainer.train_step` calls only (data
 rendering, noising, forward, backward, grad clip, AdamW, EMA), so the number compares how fast
 training gets there, not how fast each network samples. No checkpoint files are written. A
-contestant stops at the target or once its clock passes --budget-s (the same budget for all).
+contestant stops at the target or once its clock passes --budget-s (the same budget for all), or,
+with a decaying learning rate (the default preset's cosine), at training.steps where the rate
+reaches 0: `--set training.steps=N` sets that horizon, `--set training.lr_decay=constant` removes it.
 
 The contestants, trained one after the other in this process:
   diffrep   `training.Trainer` of the config, exactly as `diffrep train` builds it.
@@ -242,8 +244,8 @@ def race(name: str, trainer: Trainer, budget_s: float, target: float, need_phase
             if trainer.step > 0 and point["accuracy"] >= target and (not need_phase or point["phase"] == "C"):
                 reached = point
                 break
-        if clock >= budget_s:
-            break
+        if clock >= budget_s or (t.lr_decay != "constant" and trainer.step >= t.steps):
+            break  # past a decaying schedule's end the learning rate is 0: nothing more to learn
         sync(trainer.device)
         t0 = time.perf_counter()
         trainer.train_step()
