@@ -40,7 +40,7 @@ dx = dy = 0.5, lr 2e-3 held constant, seeds 0 and 1, layer4 at t = 999, EMA weig
 "wrong" to accurate. With the rate held at 2e-3, the code spread out again as generation became
 accurate (seed 0, step 4,000: knn_overlap 0.44-0.57, mle_dim 3.7-4.0), at layers mid and up2 and
 at t = 500 and 100 too; with the `default` preset's cosine decay of the rate it stays ordered
-(seed 0: C from 2,500 to 4,000, knn_overlap 0.71 -> 0.83, accuracy 0.59 at 4,000; seed 1 stays
+(seed 0: C from 2,500 to 4,000, knn_overlap 0.62 -> 0.75, accuracy 0.61 at 4,000; seed 1 stays
 in B with "wrong" bumps to step 4,000; README, "Choosing the default (measured)").
 """
 
