@@ -88,7 +88,7 @@ from diffrep.config import Config, ConfigError, DiffusionConfig, make_config
 from diffrep.diffusion import NoiseSchedule
 from diffrep.model import SinusoidalEncoding, StopForward, resolve_hook
 from diffrep.rundir import RunDir
-from diffrep.training import EMA, Trainer, checkpoint_schedule, resolve_device
+from diffrep.training import EMA, Trainer, checkpoint_schedule, learning_rate, resolve_device
 
 
 class DiffusersUNet(nn.Module):
@@ -244,7 +244,7 @@ def race(name: str, trainer: Trainer, budget_s: float, target: float, need_phase
             if trainer.step > 0 and point["accuracy"] >= target and (not need_phase or point["phase"] == "C"):
                 reached = point
                 break
-        if clock >= budget_s or (t.lr_decay != "constant" and trainer.step >= t.steps):
+        if clock >= budget_s or (trainer.step >= t.steps and learning_rate(t, trainer.step) == 0):
             break  # past a decaying schedule's end the learning rate is 0: nothing more to learn
         sync(trainer.device)
         t0 = time.perf_counter()
