@@ -369,8 +369,14 @@ def test_time_to_and_by_setting():
     assert time_to(rows, "score.train.accuracy", 0.9) == {"a": 5, "b": None, "c": None}
     assert time_to(rows, "phase.layer4", "C") == {"a": 10, "b": None, "c": None}
     groups = by_setting(rows, time_to(rows, "score.train.accuracy", 0.9))
-    assert groups == [{"setting": {"training.lr": 1e-3}, "runs": ["a", "b"], "values": [5, None]},
-                      {"setting": {"training.lr": 2e-3}, "runs": ["c"], "values": [None]}]
+    assert groups == [{"setting": {"training.lr": 1e-3}, "runs": ["a", "b"], "seeds": [0, 1], "values": [5, None]},
+                      {"setting": {"training.lr": 2e-3}, "runs": ["c"], "seeds": [0], "values": [None]}]
+    # Runs in seed order whatever their names and row order (a linked grid key names runs by a hash;
+    # table.csv gives the seed as text).
+    renamed = [{**r, "run": {"a": "z-hash", "b": "a-hash"}.get(r["run"], r["run"]), "training.seed": str(r["training.seed"])}
+               for r in reversed(rows)]
+    groups = by_setting(renamed, time_to(renamed, "score.train.accuracy", 0.9))
+    assert groups[1] == {"setting": {"training.lr": 1e-3}, "runs": ["z-hash", "a-hash"], "seeds": [0, 1], "values": [5, None]}
 
 
 def test_sweep_and_aggregate_commands_end_to_end(tmp_path, capsys):

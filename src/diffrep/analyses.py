@@ -100,7 +100,8 @@ def first_rows(rows: list[dict]) -> dict[str, dict]:
 def per_setting(rows: list[dict], per_run: dict, label) -> list[dict]:
     """`by_setting` of a per-run value, each group with `seed_stats` and label(first row of its first run)."""
     firsts = first_rows(rows)
-    return [{"label": label(firsts[g["runs"][0]]), "setting": g["setting"], "runs": g["runs"], **seed_stats(g["values"])}
+    return [{"label": label(firsts[g["runs"][0]]), "setting": g["setting"], "runs": g["runs"], "seeds": g["seeds"],
+             **seed_stats(g["values"])}
             for g in by_setting(rows, per_run)]
 
 

@@ -756,14 +756,19 @@ def curve(rows: list[dict], run: str, key: str) -> list[tuple[int, float]]:
 
 def by_setting(rows: list[dict], per_run: dict[str, object], ignore=("training.seed",)) -> list[dict]:
     """Group a per-run value (e.g. from `time_to`) by setting: the varying config keys other than
-    the seed. -> [{"setting": {key: value}, "runs": [run, ...], "values": [value per run]}]."""
+    the seed. -> [{"setting": {key: value}, "runs": [run, ...], "seeds": [seed, ...], "values":
+    [value per run]}], each group's runs in seed order (run names need not sort that way: a linked
+    grid key names its runs by a hash)."""
     keys = [k for k in varying_keys(rows) if k not in ignore]
+    seeds = {row["run"]: int(row.get("training.seed") or 0) for row in rows}
     groups: dict[str, dict] = {}
     for row in rows:
-        run = row["run"]
         setting = {k: row.get(k) for k in keys}
-        group = groups.setdefault(_canonical(setting), {"setting": setting, "runs": [], "values": []})
-        if run not in group["runs"]:
-            group["runs"].append(run)
-            group["values"].append(per_run.get(run))
+        group = groups.setdefault(_canonical(setting), {"setting": setting, "runs": []})
+        if row["run"] not in group["runs"]:
+            group["runs"].append(row["run"])
+    for group in groups.values():
+        group["runs"].sort(key=lambda run: (seeds[run], run))
+        group["seeds"] = [seeds[run] for run in group["runs"]]
+        group["values"] = [per_run.get(run) for run in group["runs"]]
     return list(groups.values())
