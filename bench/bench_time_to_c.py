@@ -11,7 +11,8 @@ train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there (a
     .venv/bin/python bench/bench_time_to_c.py --set training.steps=8000 --baseline-budget-factor 3
 
 Options: [--preset default] [--set key=value ...] [--lrs 1e-4,3e-4,1e-3] [--target-accuracy 0.9]
-[--no-phase] [--baseline-budget-factor F] [--step-time-steps 20] [--step-time-only] [--threads N].
+[--no-phase] [--baseline-budget-factor F] [--step-time-steps 20] [--step-time-only] [--threads N];
+`--summarize LOG` prints the comparisons of a finished race (its saved output) again.
 Smoke test (seconds):
 
     .venv/bin/python bench/bench_time_to_c.py --preset tiny --budget-s 5 --lrs 1e-3 --step-time-steps 3
@@ -65,6 +66,10 @@ The contestants, trained one after the other in this process:
                bottleneck), labelled against the baseline's own step-0 metrics. The rule's
                thresholds were calibrated on diffrep's layer4; --no-phase drops the phase
                condition for every contestant.
+
+A race for accuracy and phase C is also summarized for the accuracy alone, read off the same
+curves: a contestant that stopped at both passed the accuracy on the way; the bounds then use the
+time it trained.
 
 Before the races, --step-time-steps interleaved training steps of a fresh diffrep and baseline
 trainer give their per-step times side by side (and their fwd+bwd FLOPs, bench_train's counter);
@@ -237,6 +242,18 @@ def evaluate(trainer: Trainer) -> dict:
             "knn_overlap": logged.get(f"probe.{layer}.knn_overlap"), "eval_s": round(time.perf_counter() - t0, 2)}
 
 
+def meets(point: dict, target: float, need_phase: bool) -> bool:
+    """An evaluation reaches the target (step 0, the probes' reference, never does)."""
+    return point["step"] > 0 and point["accuracy"] >= target and (not need_phase or point["phase"] == "C")
+
+
+def at_target(result: dict, target: float, need_phase: bool) -> dict:
+    """A race result read again for another target off its curve: a race that stopped at accuracy
+    and phase C passed the accuracy alone on the way, at the first evaluation that met it."""
+    point = next((p for p in result["curve"] if meets(p, target, need_phase)), None)
+    return {**result, "reached": point is not None, "train_s": point and point["train_s"], "step": point and point["step"]}
+
+
 def race(name: str, trainer: Trainer, budget_s: float, target: float, need_phase: bool) -> dict:
     """Train until the target is met at an evaluation step or the training clock passes budget_s."""
     t = trainer.cfg.training
@@ -249,7 +266,7 @@ def race(name: str, trainer: Trainer, budget_s: float, target: float, need_phase
             curve.append(point)
             print(f"{name:>18}  step {point['step']:6d}  train {clock:8.1f} s  accuracy {point['accuracy']:.3f}"
                   f"  phase {point['phase']}  (evaluation {point['eval_s']:.1f} s, not counted)", flush=True)
-            if trainer.step > 0 and point["accuracy"] >= target and (not need_phase or point["phase"] == "C"):
+            if meets(point, target, need_phase):
                 reached = point
                 break
         if clock >= budget_s or (trainer.step >= t.steps and learning_rate(t, trainer.step) == 0):
@@ -281,6 +298,33 @@ def compare(diffrep: dict, baseline: dict) -> dict:
     return {"kind": "not reached by either", "ratio": None}
 
 
+def summarize(record: dict) -> dict:
+    """Print the comparison for the race's target and, where that asked for phase C too, for the
+    accuracy alone, read off the same curves (`at_target`); return {target: comparison}."""
+    print(f"\nbudget {record['budget_s']:g} training seconds for diffrep, {record['baseline_budget_s']:g} for each baseline")
+    comparisons = {}
+    for need_phase in sorted({record["phase_condition"], False}, reverse=True):
+        ours = at_target(record["diffrep"], record["target_accuracy"], need_phase)
+        baselines = [at_target(b, record["target_accuracy"], need_phase) for b in record["baselines"]]
+        reached = [r for r in baselines if r["reached"]]
+        best = min(reached, key=lambda r: r["train_s"]) if reached else max(baselines, key=lambda r: r["best_accuracy"])
+        # Where no baseline got there, the bound is set by the one that trained the shortest time.
+        comparison = compare(ours, best if reached else min(baselines, key=lambda r: r["train_clock_s"]))
+        target = f"accuracy >= {record['target_accuracy']}" + (" and phase C" if need_phase else "")
+        print(f"\ntarget: {target}")
+        print(f"{'contestant':>18} {'reached':>8} {'train s':>9} {'at step':>8} {'steps':>7} {'s/step':>8} {'best acc (step)':>16}")
+        for r in [ours, *baselines]:
+            train_s, step = (f"{r['train_s']:.1f}", r["step"]) if r["reached"] else ("-", "-")
+            print(f"{r['name']:>18} {'yes' if r['reached'] else 'no':>8} {train_s:>9} "
+                  f"{step:>8} {r['steps_trained']:>7} {r['step_s_mean'] or 0:>8.4f} "
+                  f"{r['best_accuracy']:>9.3f} ({r['best_accuracy_step']})")
+        ratio = comparison["ratio"]
+        print(f"best baseline: {best['name']}; baseline time / diffrep time: "
+              f"{'-' if ratio is None else f'{ratio:.2f}'} ({comparison['kind']}; goal of the performance issue: >= 3)")
+        comparisons[target] = {**comparison, "best_baseline_lr": best["lr"]}
+    return comparisons
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="default")
@@ -296,7 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-time-warmup", type=int, default=3)
     p.add_argument("--step-time-only", action="store_true", help="measure the side-by-side step time, then stop")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave torch's choice)")
+    p.add_argument("--summarize", metavar="LOG", default=None,
+                   help="print the comparisons of a finished race again from its output (its last line), train nothing")
     args = p.parse_args(argv)
+    if args.summarize:
+        try:
+            summarize(json.loads(Path(args.summarize).read_text().strip().splitlines()[-1]))
+        except (OSError, IndexError, KeyError, ValueError) as e:
+            print(f"bench_time_to_c: --summarize {args.summarize}: not the output of a race ({type(e).__name__}: {e})",
+                  file=sys.stderr)
+            return 2
+        return 0
     if args.budget_s <= 0 or args.step_time_steps < 1 or args.step_time_warmup < 0 or (args.baseline_budget_factor or 1) <= 0:
         p.error("--budget-s, --baseline-budget-factor and --step-time-steps must be > 0, --step-time-warmup >= 0")
     if args.threads:
@@ -332,26 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                               DiffusersTrainer(c, RunDir.create(Path(tmp) / f"diffusers-{c.training.lr:g}", c), device),
                               baseline_budget_s, args.target_accuracy, need_phase)
                          for c in baseline_cfgs]
-        reached = [r for r in baselines if r["reached"]]
-        best = min(reached, key=lambda r: r["train_s"]) if reached else max(baselines, key=lambda r: r["best_accuracy"])
-        # Where no baseline got there, the bound is set by the one that trained the shortest time.
-        comparison = compare(ours, best if reached else min(baselines, key=lambda r: r["train_clock_s"]))
-
-        target = f"accuracy >= {args.target_accuracy}" + (" and phase C" if need_phase else "")
-        print(f"\ntarget: {target}; budget {args.budget_s:g} training seconds for diffrep, "
-              f"{baseline_budget_s:g} for each baseline")
-        print(f"{'contestant':>18} {'reached':>8} {'train s':>9} {'at step':>8} {'steps':>7} {'s/step':>8} {'best acc (step)':>16}")
-        for r in [ours, *baselines]:
-            train_s, step = (f"{r['train_s']:.1f}", r["step"]) if r["reached"] else ("-", "-")
-            print(f"{r['name']:>18} {'yes' if r['reached'] else 'no':>8} {train_s:>9} "
-                  f"{step:>8} {r['steps_trained']:>7} {r['step_s_mean'] or 0:>8.4f} "
-                  f"{r['best_accuracy']:>9.3f} ({r['best_accuracy_step']})")
-        ratio = comparison["ratio"]
-        print(f"best baseline: {best['name']}; baseline time / diffrep time: "
-              f"{'-' if ratio is None else f'{ratio:.2f}'} ({comparison['kind']}; goal of the performance issue: >= 3)")
         record.update({"target_accuracy": args.target_accuracy, "phase_condition": need_phase, "budget_s": args.budget_s,
-                       "baseline_budget_s": baseline_budget_s,
-                       "diffrep": ours, "baselines": baselines, "best_baseline_lr": best["lr"], "comparison": comparison})
+                       "baseline_budget_s": baseline_budget_s, "diffrep": ours, "baselines": baselines})
+        record["comparisons"] = summarize(record)
     record.update({"torch": torch.__version__, "python": platform.python_version(),
                    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
     print(json.dumps(record))

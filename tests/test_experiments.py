@@ -360,3 +360,28 @@ def test_stripes_verdict_on_the_2d_images_needed(tmp_path):
     assert needed["bumps"]["lambda"] == 1.0 and needed["bumps+stripes"]["lambda"] == 0.5
     assert needed["bumps+stripes"]["images_2d"] < needed["bumps"]["images_2d"]
     assert result["verdict"].startswith("N=16: bumps + stripes needs fewer 2D images")
+
+
+def test_stripes_figure_draws_every_arm_at_every_size_it_ran(tmp_path, monkeypatch):
+    # The laptop grid runs the stripes arms at N = 16 only and bumps at 16 and 32: a panel drawn at
+    # one N would leave arms out.
+    import matplotlib.pyplot as plt
+
+    p = plan("stripes", "tiny")
+    key = "+".join(experiments.STRIPES_KEYS)
+    accuracy = {("bumps", 16, 0.5): 0.3, ("bumps", 16, 1.0): 0.7, ("stripes", 16, 1.0): 0.4, ("bumps", 8, 1.0): 0.9}
+    runs = []
+    for values in experiments.stripes_grid([(k, 0, n, lam) for k, n, lam in accuracy])[key]:
+        point = dict(zip(experiments.STRIPES_KEYS, values))
+        acc = accuracy[(point["data.kind"], point["data.image_size"], point["data.keep_fraction"])]
+        runs.append((f"{point['data.kind']}-{point['data.image_size']}-{point['data.keep_fraction']}",
+                     {**point, "scoring.frame_grid": True}, lambda step, a=acc: {"score.frame.accuracy": a}))
+    drawn = {}
+    monkeypatch.setattr(analyses, "save_panels", lambda path, title, drawers: drawn.setdefault("drawers", drawers))
+    analyses.analyze_stripes(synthetic(runs), Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
+    fig, ax = plt.subplots()
+    drawn["drawers"][0](ax)
+    lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))
+             for line in ax.get_lines() if not line.get_label().startswith("_")}
+    plt.close(fig)
+    assert lines == {"bumps, N=8": ([1.0], [0.9]), "bumps, N=16": ([0.5, 1.0], [0.3, 0.7]), "stripes, N=16": ([1.0], [0.4])}
