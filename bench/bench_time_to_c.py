@@ -251,7 +251,8 @@ def at_target(result: dict, target: float, need_phase: bool) -> dict:
     """A race result read again for another target off its curve: a race that stopped at accuracy
     and phase C passed the accuracy alone on the way, at the first evaluation that met it."""
     point = next((p for p in result["curve"] if meets(p, target, need_phase)), None)
-    return {**result, "reached": point is not None, "train_s": point and point["train_s"], "step": point and point["step"]}
+    return {**result, "reached": point is not None, "train_s": point["train_s"] if point else None,
+            "step": point["step"] if point else None}
 
 
 def race(name: str, trainer: Trainer, budget_s: float, target: float, need_phase: bool) -> dict:
