@@ -6,7 +6,8 @@ so about 2.5 hours):
     .venv/bin/python bench/bench_time_to_c.py --budget-s 1800
 
 Deciding the goal of the performance issue (diffrep at least 3x sooner) only needs each baseline to
-train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there (about 1 hour here):
+train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there (where diffrep misses the
+target, as on 2026-12-02, each baseline trains to the horizon instead: about 1 h 40 min here):
 
     .venv/bin/python bench/bench_time_to_c.py --set training.steps=8000 --baseline-budget-factor 3
 
