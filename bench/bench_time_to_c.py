@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summarize:
         try:
             summarize(json.loads(Path(args.summarize).read_text().strip().splitlines()[-1]))
-        except (OSError, IndexError, KeyError, ValueError) as e:
+        except (OSError, IndexError, KeyError, TypeError, ValueError) as e:
             print(f"bench_time_to_c: --summarize {args.summarize}: not the output of a race ({type(e).__name__}: {e})",
                   file=sys.stderr)
             return 2
