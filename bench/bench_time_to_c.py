@@ -6,14 +6,19 @@ so about 2.5 hours):
     .venv/bin/python bench/bench_time_to_c.py --budget-s 1800
 
 Deciding the goal of the performance issue (diffrep at least 3x sooner) only needs each baseline to
-train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there (where diffrep misses the
-target, as on 2026-12-02, each baseline trains to the horizon instead: about 1 h 40 min here):
+train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there, or at the end of the
+cosine horizon (training.steps) where that comes first. The min-SNR default's race (2026-12-02, 53 min
+on a slow day of this VM; 1e-4 left out, BENCHMARKS.md):
 
-    .venv/bin/python bench/bench_time_to_c.py --set training.steps=8000 --baseline-budget-factor 3
+    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3,3e-4 --baseline-budget-factor 3
 
-Options: [--preset default] [--set key=value ...] [--lrs 1e-4,3e-4,1e-3] [--target-accuracy 0.9]
-[--no-phase] [--baseline-budget-factor F] [--step-time-steps 20] [--step-time-only] [--threads N];
-`--summarize LOG` prints the comparisons of a finished race (its saved output) again.
+The plain-loss default's race (earlier that day; diffrep missed 0.9 in 4,000 steps, hence the horizon):
+
+    .venv/bin/python bench/bench_time_to_c.py --set training.steps=8000 --set training.loss_weighting=uniform --baseline-budget-factor 3
+
+Options: [--preset default] [--set key=value ...] [--baseline-set key=value ...] [--lrs 1e-4,3e-4,1e-3]
+[--target-accuracy 0.9] [--no-phase] [--baseline-budget-factor F] [--step-time-steps 20] [--step-time-only]
+[--threads N]; `--summarize LOG` prints the comparisons of a finished race (its saved output) again.
 Smoke test (seconds):
 
     .venv/bin/python bench/bench_time_to_c.py --preset tiny --budget-s 5 --lrs 1e-3 --step-time-steps 3
@@ -43,7 +48,9 @@ The contestants, trained one after the other in this process:
             `training.Trainer` of the same config (training.lr = that lr) whose network, forward
             noising and optimizer are replaced, so the data stream is the same by construction
             (the same seeded draws of conditions, timesteps and noise, `BumpDataset.render`, batch
-            size), and so are the loss (MSE on the noise), grad clipping, EMA (diffrep's, with the
+            size), and so are the loss (MSE on the noise, unweighted as in diffusers' training examples:
+            training.loss_weighting = uniform whatever diffrep's is; `--baseline-set
+            training.loss_weighting=min_snr` gives it diffrep's weighting), grad clipping, EMA (diffrep's, with the
             config's decay; scoring reads the EMA weights for both) and every evaluation:
     network    diffusers.UNet2DModel(sample_size=N, in/out channels 1, block_out_channels =
                model.widths, layers_per_block=1, AttnDown/AttnUp blocks at the levels whose feature
@@ -98,7 +105,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from bench_train import count_step_flops, sync
-from diffrep.config import Config, ConfigError, DiffusionConfig, make_config
+from diffrep.config import Config, ConfigError, DiffusionConfig, make_config, parse_override
 from diffrep.diffusion import NoiseSchedule
 from diffrep.model import SinusoidalEncoding, StopForward, resolve_hook
 from diffrep.rundir import RunDir
@@ -332,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="default")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every contestant, as for `diffrep train --set` (repeatable)")
+    p.add_argument("--baseline-set", dest="baseline_overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further override for the baselines only (after training.loss_weighting=uniform)")
     p.add_argument("--budget-s", type=float, default=1800.0, help="training seconds per contestant (evaluation not counted)")
     p.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="learning rates of the baseline, one run each")
     p.add_argument("--target-accuracy", type=float, default=0.9)
@@ -361,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lrs = [float(v) for v in args.lrs.split(",")]
         cfg = make_config(args.preset, args.overrides)
-        baseline_cfgs = [cfg.with_overrides({"training.lr": lr}) for lr in lrs]
+        baseline = {"training.loss_weighting": "uniform", **dict(map(parse_override, args.baseline_overrides))}
+        baseline_cfgs = [cfg.with_overrides({**baseline, "training.lr": lr}) for lr in lrs]
         device = resolve_device(cfg.training.device)
         side_by_side = step_times_side_by_side(cfg, baseline_cfgs[0], args.step_time_steps, args.step_time_warmup, device)
     except (ConfigError, ValueError) as e:
@@ -374,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{b['params']:,} params, {b['gflop_per_step']:.3f} GFLOP); diffusers / diffrep {side_by_side['ratio_diffusers_to_diffrep']:.2f}",
           flush=True)
 
-    record = {"preset": args.preset, "overrides": args.overrides, "device": device.type,
+    record = {"preset": args.preset, "overrides": args.overrides, "baseline_overrides": baseline, "device": device.type,
               "threads": torch.get_num_threads(), "step_time": side_by_side}
     if not args.step_time_only:
         need_phase = not args.no_phase

@@ -13,7 +13,7 @@ import torch
 from diffrep.config import ConfigError, make_config
 from diffrep.data import BumpDataset
 from diffrep.rundir import RunDir
-from diffrep.training import TrainingDiverged, checkpoint_schedule, learning_rate, train
+from diffrep.training import Trainer, TrainingDiverged, checkpoint_schedule, learning_rate, train
 
 TINY = {"training.steps": 40}
 TIMING_KEYS = {"step_time", "images_per_s"}
@@ -64,6 +64,30 @@ def test_learning_rate_warms_up_then_stays_or_decays_to_zero_on_a_cosine():
     assert [learning_rate(cosine, s) for s in (5, 10, 60, 110, 200)] == pytest.approx([5e-4, 1e-3, 5e-4, 0, 0], abs=1e-12)
     lrs = [learning_rate(cosine, s) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone after the warm-up
+
+
+def test_min_snr_weights_only_the_nearly_clean_timesteps(tmp_path):
+    cfg = make_config("default", {"training.loss_weighting": "min_snr", "training.min_snr_gamma": 5.0})
+    trainer = Trainer(cfg, RunDir(tmp_path), torch.device("cpu"))  # never written to
+    timesteps = torch.arange(cfg.diffusion.timesteps)
+    weights = trainer.loss_weights(timesteps).double()
+    snr = trainer.schedule.snr(timesteps)
+    noisy = snr <= 5.0
+    assert 0 < noisy.sum() < len(timesteps)  # both regimes occur on the linear schedule
+    assert torch.all(weights[noisy] == 1)
+    assert torch.allclose(weights[~noisy], 5.0 / snr[~noisy])
+    assert weights[0] < 0.01 and torch.all(weights[1:] >= weights[:-1])  # t = 0 (SNR ~ 1e4) barely counts
+
+
+def test_min_snr_changes_the_update_but_logs_the_plain_mse(tmp_path):
+    trainers = [Trainer(make_config("tiny", {"training.loss_weighting": w}), RunDir(tmp_path), torch.device("cpu"))
+                for w in ("uniform", "min_snr")]
+    objectives = [trainer.train_step() for trainer in trainers]  # the same initialization and draws
+    logged = [trainer.metrics_record(step_time=1.0)["loss"] for trainer in trainers]
+    assert logged[0] == logged[1]  # the logged loss is the unweighted MSE in both
+    assert objectives[0] == pytest.approx(logged[0]) and objectives[1] < objectives[0]  # weights <= 1
+    head = [dict(trainer.model.named_parameters())["head.2.weight"] for trainer in trainers]
+    assert not torch.equal(head[0], head[1])
 
 
 def test_resume_follows_the_cosine_schedule_exactly(tmp_path):

@@ -34,6 +34,11 @@ class NoiseSchedule:
         ab = self.alpha_bar(t.cpu(), x0)
         return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
 
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t) at timesteps t [B] (float64)."""
+        ab = self.alphas_cumprod[t.cpu()]
+        return ab / (1 - ab)
+
     def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor, t) -> torch.Tensor:
         ab = self.alpha_bar(t, x_t)
         return ((x_t - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)

@@ -41,7 +41,10 @@ dx = dy = 0.5, lr 2e-3 held constant, seeds 0 and 1, layer4 at t = 999, EMA weig
 accurate (seed 0, step 4,000: knn_overlap 0.44-0.57, mle_dim 3.7-4.0), at layers mid and up2 and
 at t = 500 and 100 too; with the `default` preset's cosine decay of the rate it stays ordered
 (seed 0: C from 2,500 to 4,000, knn_overlap 0.62 -> 0.75, accuracy 0.61 at 4,000; seed 1 stays
-in B with "wrong" bumps to step 4,000; README, "Choosing the default (measured)").
+in B with "wrong" bumps to step 4,000; README, "Choosing the default (measured)"). With min-SNR
+loss weighting (the default since) both seeds are C from step 1,000-1,500 and accurate by 3,000;
+with a 3,000-step decay they stay C (trust 0.91 at the end, just above c_min_trustworthiness),
+with the rate still high at 4,000 steps trust falls to 0.85-0.87 and the rule says B again.
 """
 
 from __future__ import annotations

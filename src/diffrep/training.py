@@ -273,7 +273,7 @@ class Trainer:
         x_t = self.schedule.add_noise(x0, noise, timesteps)
         eps = self.model(x_t, tdev, labels, drop)
         per_sample = F.mse_loss(eps, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = per_sample.mean()
+        loss = (per_sample * self.loss_weights(timesteps)).mean() if t.loss_weighting == "min_snr" else per_sample.mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.step + 1}")
 
@@ -295,6 +295,13 @@ class Trainer:
         self.accum[2 : 2 + k] += torch.zeros(k, dtype=torch.float64).index_add_(0, bucket, per_sample)
         self.accum[2 + k :] += torch.bincount(bucket, minlength=k).double()
         return loss.item()
+
+    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
+        """Min-SNR-gamma weights of noise-prediction losses: min(SNR_t, gamma) / SNR_t, 1 wherever
+        SNR_t <= gamma (the noisy timesteps that place the bump), < 1 on the nearly clean ones."""
+        snr = self.schedule.snr(timesteps)
+        weights = snr.clamp(max=self.cfg.training.min_snr_gamma) / snr
+        return weights.to(self.device, torch.float32)
 
     def metrics_record(self, step_time: float) -> dict:
         """The line for metrics.jsonl over the interval since the last one; resets the sums."""
