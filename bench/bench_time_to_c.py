@@ -7,7 +7,7 @@ so about 2.5 hours):
 
 Deciding the goal of the performance issue (diffrep at least 3x sooner) only needs each baseline to
 train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there, or at the end of the
-cosine horizon (training.steps) where that comes first. The min-SNR default's race (2026-12-02, 53 min
+cosine horizon (training.steps) where that comes first. The min-SNR default's race (2026-12-02, 51 min
 on a slow day of this VM; 1e-4 left out, BENCHMARKS.md):
 
     .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3,3e-4 --baseline-budget-factor 3
