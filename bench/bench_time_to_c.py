@@ -101,7 +101,6 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from bench_train import count_step_flops, sync
@@ -120,6 +119,10 @@ class DiffusersUNet(nn.Module):
     HOOKS = {"down3": lambda unet: unet.down_blocks[-1], "mid": lambda unet: unet.mid_block}
 
     def __init__(self, cfg: Config):
+        # diffusers is imported where the baseline is built, so that the diffrep contestant (`race`,
+        # which bench_gpu.py uses) runs where diffusers is not installed, such as a lent GPU machine.
+        from diffusers import UNet2DModel
+
         super().__init__()
         m, n = cfg.model, cfg.data.image_size
         if m.heads != 1 or m.label_encoding != "sinusoidal":
@@ -173,6 +176,8 @@ class DiffusersNoising(NoiseSchedule):
     """diffrep's schedule object (T, for the loss buckets) whose forward process is diffusers'."""
 
     def __init__(self, cfg: DiffusionConfig):
+        from diffusers import DDPMScheduler
+
         super().__init__(cfg)
         self.scheduler = DDPMScheduler(num_train_timesteps=cfg.timesteps, beta_start=cfg.beta_start,
                                        beta_end=cfg.beta_end, beta_schedule="linear")
