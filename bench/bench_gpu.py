@@ -5,7 +5,7 @@ The GPU part of the performance issue as one prepared command. Defaults: the `pa
 experiment's full scale, dx = dy = 0.1 (103,041 bump centres), on `training.device` (auto: the GPU
 where there is one). Two measurements, one after the other in this process:
 
-1. throughput (bench_train.py's functions): --steps timed `Trainer.train_step` calls after --warmup
+1. throughput (bench_train.py's `measure`): --steps timed `Trainer.train_step` calls after --warmup
    untimed ones: images/s, median s/step, the forward + backward FLOPs (FlopCounterMode) and their
    rate as a fraction of the fp32 matmul rate (torch.mm, n = --matmul-size, before and after).
    torch's own defaults are kept: on CUDA, convolutions may use TF32 (cudnn.allow_tf32) while
@@ -17,7 +17,8 @@ where there is one). Two measurements, one after the other in this process:
    seconds (training plus every evaluation before it), or "not within the budget".
 
 The last line printed is one JSON object with every number; --out DIR also writes it to
-DIR/gpu.json, with the run's metrics.jsonl and config.json beside it. No assertions on speed.
+DIR/gpu.json (a new or empty directory), with the run's metrics.jsonl and config.json beside it.
+No assertions on speed.
 
 On a lent GPU machine (no network there: carry what it lacks). Its Python has torch, numpy,
 scipy, scikit-learn, matplotlib, safetensors and tqdm, not umap-learn; fetch the wheels here once
@@ -43,7 +44,6 @@ import datetime
 import json
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -51,27 +51,12 @@ from pathlib import Path
 import torch
 
 from bench_time_to_c import at_target, race
-from bench_train import count_step_flops, matmul_gflops_samples, time_train_steps
+from bench_train import measure
 from diffrep.config import ConfigError, make_config
 from diffrep.rundir import RunDir
 from diffrep.training import Trainer, resolve_device
 
 DENSEST = ["data.dx=0.1", "data.dy=0.1"]  # the density experiment's densest lattice at the full scale
-
-
-def throughput(cfg, device, steps: int, warmup: int, matmul_size: int) -> dict:
-    mm_before = matmul_gflops_samples(matmul_size, 3, device)
-    with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
-        trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
-        step_times, total_s = time_train_steps(trainer, steps, warmup)
-        flops_per_step, _ = count_step_flops(trainer)
-    matmul = statistics.median(mm_before + matmul_gflops_samples(matmul_size, 3, device))
-    step_s = statistics.median(step_times)
-    return {"batch_size": cfg.training.batch_size, "steps": steps, "warmup": warmup,
-            "images_per_s": round(cfg.training.batch_size * steps / total_s, 1), "step_s": round(step_s, 6),
-            "gflop_per_step": round(flops_per_step / 1e9, 3), "train_gflops": round(flops_per_step / step_s / 1e9, 1),
-            "matmul_size": matmul_size, "matmul_gflops": round(matmul, 1),
-            "fraction_of_matmul": round(flops_per_step / step_s / 1e9 / matmul, 4)}
 
 
 def time_to(result: dict, accuracy: float, need_phase: bool) -> dict:
@@ -98,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.budget_s <= 0 or args.steps < 1 or args.warmup < 0 or (args.matmul_size or 1) < 1:
         p.error("--budget-s must be > 0, --steps and --matmul-size >= 1, --warmup >= 0")
+    if args.out and args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        p.error(f"--out: {args.out} exists and is not an empty directory; choose another")
     try:
         cfg = make_config(args.preset, DENSEST + args.overrides)
         device = resolve_device(cfg.training.device)
@@ -111,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
               "float32_matmul_precision": torch.get_float32_matmul_precision()}
     print(f"bench_gpu: {args.preset} {' '.join(record['overrides'])} on {record['device_name']} ({device.type})", flush=True)
 
-    record["throughput"] = t = throughput(cfg, device, args.steps, args.warmup, matmul_size)
+    record["throughput"] = t = measure(cfg, device, args.steps, args.warmup, matmul_size, matmul_repeats=3)
     print(f"throughput: {t['images_per_s']:,.1f} images/s ({t['step_s'] * 1e3:.2f} ms per step of {t['batch_size']}), "
-          f"{t['gflop_per_step']:.1f} GFLOP per step, {t['train_gflops']:,.0f} GFLOP/s = {t['fraction_of_matmul']:.2f} "
+          f"{t['flops_per_step'] / 1e9:.1f} GFLOP per step, {t['train_gflops']:,.0f} GFLOP/s = {t['fraction_of_matmul']:.2f} "
           f"of fp32 matmul ({t['matmul_gflops']:,.0f} GFLOP/s at n = {matmul_size})", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:

@@ -154,6 +154,42 @@ def count_step_flops(trainer: Trainer) -> tuple[int, dict[str, int]]:
     return int(counter.get_total_flops()), by_op
 
 
+def measure(cfg, device: torch.device, steps: int, warmup: int, matmul_size: int, matmul_repeats: int) -> dict:
+    """The three measurements of the module docstring for one config, as one dict of numbers:
+    matmul repeats before, then the training steps and their FLOPs, then matmul repeats again."""
+    mm_before = matmul_gflops_samples(matmul_size, matmul_repeats, device)
+    with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
+        trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
+        params = sum(p.numel() for p in trainer.model.parameters())
+        step_times, total_s = time_train_steps(trainer, steps, warmup)
+        flops_per_step, flops_by_op = count_step_flops(trainer)
+    mm_after = matmul_gflops_samples(matmul_size, matmul_repeats, device)
+
+    batch = cfg.training.batch_size
+    matmul = statistics.median(mm_before + mm_after)
+    step_s = statistics.median(step_times)
+    train_gflops = flops_per_step / step_s / 1e9
+    return {
+        "batch_size": batch,
+        "params": params,
+        "matmul_size": matmul_size,
+        "matmul_gflops": round(matmul, 2),
+        "matmul_gflops_before": round(statistics.median(mm_before), 2),
+        "matmul_gflops_after": round(statistics.median(mm_after), 2),
+        "steps": steps,
+        "warmup": warmup,
+        "step_s": round(step_s, 5),
+        "step_s_min": round(min(step_times), 5),
+        "step_s_max": round(max(step_times), 5),
+        "images_per_s": round(batch * steps / total_s, 2),
+        "flops_per_step": flops_per_step,
+        "flops_by_op": flops_by_op,
+        "gflop_per_image": round(flops_per_step / batch / 1e9, 5),
+        "train_gflops": round(train_gflops, 2),
+        "fraction_of_matmul": round(train_gflops / matmul, 4),
+    }
+
+
 # ----------------------------------------------------------------------------
 
 
@@ -180,67 +216,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    batch = cfg.training.batch_size
-
-    mm_before = matmul_gflops_samples(args.matmul_size, args.matmul_repeats, device)
-
-    with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
-        trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
-        params = sum(p.numel() for p in trainer.model.parameters())
-        step_times, total_s = time_train_steps(trainer, args.steps, args.warmup)
-        flops_per_step, flops_by_op = count_step_flops(trainer)
-
-    mm_after = matmul_gflops_samples(args.matmul_size, args.matmul_repeats, device)
-
-    matmul = statistics.median(mm_before + mm_after)
-    step_s = statistics.median(step_times)
-    images_per_s = batch * args.steps / total_s
-    train_gflops = flops_per_step / step_s / 1e9
-    fraction = train_gflops / matmul
-    gflop_per_image = flops_per_step / batch / 1e9
+    m = measure(cfg, device, args.steps, args.warmup, args.matmul_size, args.matmul_repeats)
 
     rows = [
         ("preset", args.preset + (" " + " ".join(args.overrides) if args.overrides else "")),
         ("device / threads", f"{device.type} / {threads}"),
-        ("batch size / params", f"{batch} / {params:,}"),
-        (f"matmul fp32 {args.matmul_size}^2 GFLOP/s", f"{matmul:.1f}  (before {statistics.median(mm_before):.1f}, after {statistics.median(mm_after):.1f})"),
-        ("train step s (median)", f"{step_s:.4f}  (min {min(step_times):.4f}, max {max(step_times):.4f}, {args.steps} steps)"),
-        ("train images/s", f"{images_per_s:.1f}"),
-        ("fwd+bwd GFLOP / step", f"{flops_per_step / 1e9:.3f}"),
-        ("fwd+bwd GFLOP / image", f"{gflop_per_image:.4f}"),
-        ("train GFLOP/s", f"{train_gflops:.1f}"),
-        ("fraction of matmul", f"{fraction:.3f}"),
+        ("batch size / params", f"{m['batch_size']} / {m['params']:,}"),
+        (f"matmul fp32 {args.matmul_size}^2 GFLOP/s",
+         f"{m['matmul_gflops']:.1f}  (before {m['matmul_gflops_before']:.1f}, after {m['matmul_gflops_after']:.1f})"),
+        ("train step s (median)", f"{m['step_s']:.4f}  (min {m['step_s_min']:.4f}, max {m['step_s_max']:.4f}, {args.steps} steps)"),
+        ("train images/s", f"{m['images_per_s']:.1f}"),
+        ("fwd+bwd GFLOP / step", f"{m['flops_per_step'] / 1e9:.3f}"),
+        ("fwd+bwd GFLOP / image", f"{m['gflop_per_image']:.4f}"),
+        ("train GFLOP/s", f"{m['train_gflops']:.1f}"),
+        ("fraction of matmul", f"{m['fraction_of_matmul']:.3f}"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    flops_by_op = m.pop("flops_by_op")
     print("flops by op: " + ", ".join(f"{op} {c / 1e9:.3f}G" for op, c in sorted(flops_by_op.items(), key=lambda kv: -kv[1])))
 
-    record = {
-        "preset": args.preset,
-        "overrides": args.overrides,
-        "device": device.type,
-        "batch_size": batch,
-        "params": params,
-        "threads": threads,
-        "matmul_size": args.matmul_size,
-        "matmul_gflops": round(matmul, 2),
-        "matmul_gflops_before": round(statistics.median(mm_before), 2),
-        "matmul_gflops_after": round(statistics.median(mm_after), 2),
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "step_s": round(step_s, 5),
-        "step_s_min": round(min(step_times), 5),
-        "step_s_max": round(max(step_times), 5),
-        "images_per_s": round(images_per_s, 2),
-        "flops_per_step": flops_per_step,
-        "gflop_per_image": round(gflop_per_image, 5),
-        "train_gflops": round(train_gflops, 2),
-        "fraction_of_matmul": round(fraction, 4),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    record = {"preset": args.preset, "overrides": args.overrides, "device": device.type, "threads": threads, **m,
+              "torch": torch.__version__, "python": platform.python_version(),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     print(json.dumps(record))
     return 0
 
