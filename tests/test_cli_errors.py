@@ -232,6 +232,7 @@ CASES = [
      ["training.loss_weighting", "uniform", "min_snr"]),
     ("min_snr_gamma_zero", ["train", "tiny", "--set", "training.loss_weighting=min_snr",
                             "--set", "training.min_snr_gamma=0"], None, ["training.min_snr_gamma", "> 0"]),
+    ("adam_beta2_one", ["train", "tiny", "--set", "training.adam_beta2=1"], None, ["training.adam_beta2", "(0, 1)"]),
     ("batch_size_zero", ["train", "tiny", "--set", "training.batch_size=0"], None, ["training.batch_size"]),
     ("widths_two_levels", ["train", "tiny", "--set", "model.widths=[8,16]"], None, ["model.widths", "3"]),
     ("label_encoding_onehot", ["train", "tiny", "--set", "model.label_encoding=onehot"], None,

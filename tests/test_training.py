@@ -90,6 +90,20 @@ def test_min_snr_changes_the_update_but_logs_the_plain_mse(tmp_path):
     assert not torch.equal(head[0], head[1])
 
 
+def test_adam_beta2_reaches_the_optimizer(tmp_path):
+    trainers = [Trainer(make_config("tiny", {"training.adam_beta2": b2}), RunDir(tmp_path), torch.device("cpu"))
+                for b2 in (0.999, 0.99)]
+    weights = lambda trainer: torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    for trainer in trainers:
+        trainer.train_step()
+    # Adam's bias correction makes the first update independent of beta2 (up to rounding); the second is not.
+    assert (weights(trainers[0]) - weights(trainers[1])).abs().max() < 1e-6  # steps are 1e-3 (lr)
+    for trainer in trainers:
+        trainer.train_step()
+    assert (weights(trainers[0]) - weights(trainers[1])).abs().max() > 1e-5
+    assert trainers[1].optimizer.param_groups[0]["betas"] == (0.9, 0.99)
+
+
 def test_resume_follows_the_cosine_schedule_exactly(tmp_path):
     import shutil
 

@@ -146,7 +146,8 @@ class Trainer:
         self.ema = EMA(self.model, t.ema_decay)
         # fused: one kernel for all parameters, ~3x cheaper than the default per-tensor loop on
         # the CPU (bench/bench_optimizer.py: a few ms of a ~85 ms step); deterministic like it.
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay, fused=True)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2),
+                                           weight_decay=t.weight_decay, fused=True)
         self.generator = torch.Generator().manual_seed(t.seed)  # every random draw of training
         self.schedule = NoiseSchedule(self.cfg.diffusion)
         self.dataset = BumpDataset(self.cfg.data)
