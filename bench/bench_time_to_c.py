@@ -77,9 +77,9 @@ The contestants, trained one after the other in this process:
                blocks per up block and in the mid block, its timestep encoding, contiguous layout.
     noising    diffusers.DDPMScheduler (linear betas, diffusion.beta_start..beta_end, T =
                diffusion.timesteps).add_noise, for training and for the probe input.
-    optimizer  torch.optim.AdamW with the config's weight decay and betas (0.9, training.adam_beta2:
-               the same optimizer as diffrep's; `--baseline-set training.adam_beta2=0.999` gives
-               torch's default) and torch's default implementation (diffrep's Trainer may pick a
+    optimizer  `training.adamw`, diffrep's own: the config's rate, weight decay and betas (0.9,
+               training.adam_beta2; `--baseline-set training.adam_beta2=0.999` gives torch's
+               default), in torch's default implementation (diffrep's Trainer may pick a
                faster implementation of the same update: that is part of what is compared).
     phase      the same probe set, metrics and rule, on the analogue of diffrep's layer4 (down3):
                the output of the last down block (res block + attention at N/4, before the
@@ -121,7 +121,7 @@ from diffrep.diffusion import NoiseSchedule
 from diffrep.model import SinusoidalEncoding, StopForward, resolve_hook
 from diffrep.rundir import RunDir
 from diffrep.sweep import expand_grid, parse_grid
-from diffrep.training import EMA, Trainer, checkpoint_schedule, learning_rate, resolve_device
+from diffrep.training import EMA, Trainer, adamw, checkpoint_schedule, learning_rate, resolve_device
 
 
 class DiffusersUNet(nn.Module):
@@ -208,8 +208,7 @@ class DiffusersTrainer(Trainer):
         torch.manual_seed(t.seed)
         self.model = DiffusersUNet(self.cfg).to(self.device)
         self.ema = EMA(self.model, t.ema_decay)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2),
-                                           weight_decay=t.weight_decay)
+        self.optimizer = adamw(self.model.parameters(), t)  # torch's default implementation
         self.schedule = DiffusersNoising(self.cfg.diffusion)
         # Trainer.evaluated_model copies the EMA weights into this model by parameter name.
         with torch.random.fork_rng():
@@ -393,9 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         lrs = [float(v) for v in args.lrs.split(",")]
         cfg = make_config(args.preset, args.overrides)
         baseline = {"training.loss_weighting": "uniform", **dict(map(parse_override, args.baseline_overrides))}
-        grid = {"training.lr": lrs, **parse_grid(args.baseline_grid)}
-        if len(grid) != 1 + len(args.baseline_grid):
+        variants = parse_grid(args.baseline_grid)
+        if "training.lr" in variants:
             raise ConfigError("--baseline-grid: training.lr is set by --lrs")
+        grid = {"training.lr": lrs, **variants}
         # named as sweep runs are, less the seed: "diffusers training.adam_beta2=0.999,training.lr=0.001"
         baseline_cfgs = [("diffusers " + run.rsplit(",seed=", 1)[0], c)
                          for run, c in expand_grid(cfg.with_overrides(baseline), grid, [cfg.training.seed])]

@@ -105,6 +105,12 @@ def check_memory(cfg: Config, device: torch.device) -> None:
         )
 
 
+def adamw(parameters, t: TrainingConfig, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW with the run's rate, betas (0.9, adam_beta2) and weight decay; `fused` picks torch's
+    implementation of the same update (None: torch's default)."""
+    return torch.optim.AdamW(parameters, lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay, fused=fused)
+
+
 class EMA:
     """Exponential moving average of the parameters (not buffers), with the usual warm-up."""
 
@@ -146,8 +152,7 @@ class Trainer:
         self.ema = EMA(self.model, t.ema_decay)
         # fused: one kernel for all parameters, ~3x cheaper than the default per-tensor loop on
         # the CPU (bench/bench_optimizer.py: a few ms of a ~85 ms step); deterministic like it.
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=(0.9, t.adam_beta2),
-                                           weight_decay=t.weight_decay, fused=True)
+        self.optimizer = adamw(self.model.parameters(), t, fused=True)
         self.generator = torch.Generator().manual_seed(t.seed)  # every random draw of training
         self.schedule = NoiseSchedule(self.cfg.diffusion)
         self.dataset = BumpDataset(self.cfg.data)
