@@ -98,7 +98,7 @@ def test_adam_beta2_reaches_the_optimizer(tmp_path):
         trainer.train_step()
     # Adam's bias correction makes the first update independent of beta2 (up to rounding, ~1e-8 here);
     # the later ones are not: two steps on, the weights differ by ~2e-5 (1e-5 after one more step alone
-    # was too close to call across CPUs: 0.77e-5 on one, 1.05e-5 on another).
+    # was too close to call: 0.77e-5 with one thread on an AMD EPYC, 1.05e-5 with two, 1e-5 the old threshold).
     assert (weights(trainers[0]) - weights(trainers[1])).abs().max() < 1e-6  # steps are 1e-3 (lr)
     for _ in range(2):
         for trainer in trainers:
