@@ -7,7 +7,8 @@ where there is one). Two measurements, one after the other in this process:
 
 1. throughput (bench_train.py's `measure`): --steps timed `Trainer.train_step` calls after --warmup
    untimed ones: images/s, median s/step, the forward + backward FLOPs (FlopCounterMode) and their
-   rate as a fraction of the fp32 matmul rate (torch.mm, n = --matmul-size, before and after).
+   rate as a fraction of the fp32 matmul rate (the faster of torch.mm and a 1 x 1 convolution, TF32
+   off for both, n = --matmul-size, before and after).
    torch's own defaults are kept: on CUDA, convolutions may use TF32 (cudnn.allow_tf32) while
    float32 matmuls do not; both settings are printed.
 2. time to target (bench_time_to_c.py's `race`, for diffrep alone): a fresh run trained and

@@ -8,30 +8,34 @@ so about 2.5 hours):
 Deciding the goal of the performance issue (diffrep at least 3x sooner) only needs each baseline to
 train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there, or at the end of the
 cosine horizon (training.steps) where that comes first. The race of today's default (min-SNR gamma 1,
-lr 4e-3, a 1,500-step cosine; 2026-12-03, BENCHMARKS.md): the baseline with the same optimizer on the
-2,000-step cosine that got it there before, with a budget that lets it finish (`--set
-training.seed=1` for the second seed):
+lr 4e-3, AdamW betas (0.9, 0.9), a 1,200-step cosine; 2026-12-03, BENCHMARKS.md): the baseline with
+the same optimizer on longer cosines, with a budget that lets it finish them (seed 0, then seed 1):
 
-    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3 --baseline-set training.steps=2000 \
+    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3 --baseline-grid training.steps=1500,2000 \
         --baseline-budget-factor 4
+    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3 --baseline-grid training.steps=1750,2000 \
+        --baseline-budget-factor 4 --set training.seed=1
 
-The same default at lr 3e-3 (earlier that day), first with the baseline on the default's 1,500-step
-cosine and on the 2,000-step one, then as above:
+The default with beta2 0.99 and a 1,500-step cosine (earlier that day; the first two --set give
+it back), the baseline on the 2,000-step cosine, then the same at lr 3e-3, first with the baseline on
+the 1,500-step cosine and on the 2,000-step one, then as before:
 
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=3e-3 --lrs 1e-3 \
-        --baseline-grid training.steps=1500,2000 --baseline-budget-factor 3
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=3e-3 --lrs 1e-3 \
-        --baseline-set training.steps=2000 --baseline-budget-factor 4
+    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
+        --lrs 1e-3 --baseline-set training.steps=2000 --baseline-budget-factor 4
+    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
+        --set training.lr=3e-3 --lrs 1e-3 --baseline-grid training.steps=1500,2000 --baseline-budget-factor 3
+    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
+        --set training.lr=3e-3 --lrs 1e-3 --baseline-set training.steps=2000 --baseline-budget-factor 4
 
 The races of the default with AdamW's beta2 = 0.99 and gamma 5 (earlier that day): the baseline
 with the same optimizer and schedule, then with torch's default betas and the 3,000-step cosine of
-the earlier races (the first three --set give the default of that day in every command below):
+the earlier races (the first four --set give the default of that day):
 
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=2e-3 --set training.min_snr_gamma=5 \
-        --set training.steps=2000 --lrs 1e-3 --baseline-budget-factor 3
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=2e-3 --set training.min_snr_gamma=5 \
-        --set training.steps=2000 --lrs 1e-3 --baseline-set training.adam_beta2=0.999 \
-        --baseline-set training.steps=3000 --baseline-budget-factor 3
+    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.lr=2e-3 \
+        --set training.min_snr_gamma=5 --set training.steps=2000 --lrs 1e-3 --baseline-budget-factor 3
+    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.lr=2e-3 \
+        --set training.min_snr_gamma=5 --set training.steps=2000 --lrs 1e-3 \
+        --baseline-set training.adam_beta2=0.999 --baseline-set training.steps=3000 --baseline-budget-factor 3
 
 The min-SNR default's race (2026-12-02, beta2 0.999 and 3,000 steps then; 51 min on a slow day of
 this VM; 1e-4 left out):

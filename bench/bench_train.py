@@ -4,10 +4,11 @@
 
 Three measurements, all on the training device and with the same torch thread count:
 
-1. matmul: torch.mm of two square float32 matrices (--matmul-size, default 2048), 2 n^3 flops
-   per mm, the median over --matmul-repeats timed repeats after a warm-up. It is measured
-   before and after the training steps; the reported `matmul_gflops` is the median of both
-   sets together (the two halves are printed too, to show drift from other load).
+1. matmul: the product of two square float32 matrices (--matmul-size, default 2048), 2 n^3 flops,
+   the median over --matmul-repeats timed repeats after a warm-up, through both of torch's
+   libraries for it: torch.mm (BLAS) and a 1 x 1 convolution (oneDNN / cuDNN). It is measured
+   before and after the training steps; the reported `matmul_gflops` is the faster library's
+   median of both sets together (the two halves are printed too, to show drift from other load).
 2. training: a real `diffrep.training.Trainer` (its RunDir points at a temporary directory that
    is never written to) runs --warmup untimed steps, then --steps timed calls of
    `Trainer.train_step` (data rendering, noising, forward, backward, grad clip, AdamW, EMA).
@@ -52,33 +53,55 @@ def sync(device: torch.device) -> None:
 # 1. matmul
 
 
-def matmul_gflops_samples(n: int, repeats: int, device: torch.device, min_repeat_s: float = 0.1) -> list[float]:
-    """GFLOP/s of `repeats` timed repeats of torch.mm(n x n, n x n) in float32, after a warm-up.
+MATMUL_KERNELS = ("mm", "conv1x1")
 
-    A repeat runs `inner` back-to-back mm calls, `inner` chosen from the warm-up so that one repeat
+
+def matmul_gflops_samples(n: int, repeats: int, device: torch.device, kernel: str = "mm",
+                          min_repeat_s: float = 0.1) -> list[float]:
+    """GFLOP/s of `repeats` timed repeats of an n x n by n x n float32 product, after a warm-up.
+
+    kernel "mm" is torch.mm, which goes to the BLAS torch links (MKL in the x86 CPU wheels, cuBLAS on
+    CUDA); "conv1x1" is the same product as a 1 x 1 convolution of a channels-last image of n
+    pixels and n channels, which goes to the library the model's convolutions use (oneDNN on a CPU,
+    cuDNN on CUDA, with TF32 off). Which is faster depends on the CPU: on the AMD EPYC of 2026-12-03
+    the convolution, by 1.27-1.48x in four of five runs (BENCHMARKS.md).
+    A repeat runs `inner` back-to-back calls, `inner` chosen from the warm-up so that one repeat
     lasts at least `min_repeat_s` (1 on a 2-core CPU at n = 2048; many on a GPU).
     """
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
     b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
     out = torch.empty(n, n, dtype=torch.float32, device=device)
-    flops = 2 * n**3
-    warm = []
-    for _ in range(3):
-        sync(device)
-        t0 = time.perf_counter()
-        torch.mm(a, b, out=out)
-        sync(device)
-        warm.append(time.perf_counter() - t0)
-    inner = max(1, int(min_repeat_s / max(min(warm), 1e-9)))
-    samples = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(inner):
+    image = a.reshape(1, n, n, 1).contiguous(memory_format=torch.channels_last)  # [pixels, channels] in memory
+    weight = b.reshape(n, n, 1, 1)
+
+    def product() -> None:
+        if kernel == "mm":
             torch.mm(a, b, out=out)
-        sync(device)
-        samples.append(flops * inner / (time.perf_counter() - t0) / 1e9)
+        else:
+            F.conv2d(image, weight)
+    flops = 2 * n**3
+    allow_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False  # an fp32 rate: cuDNN runs convolutions in TF32 by default
+    try:
+        warm = []
+        for _ in range(3):
+            sync(device)
+            t0 = time.perf_counter()
+            product()
+            sync(device)
+            warm.append(time.perf_counter() - t0)
+        inner = max(1, int(min_repeat_s / max(min(warm), 1e-9)))
+        samples = []
+        for _ in range(repeats):
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                product()
+            sync(device)
+            samples.append(flops * inner / (time.perf_counter() - t0) / 1e9)
+    finally:
+        torch.backends.cudnn.allow_tf32 = allow_tf32
     return samples
 
 
@@ -157,16 +180,23 @@ def count_step_flops(trainer: Trainer) -> tuple[int, dict[str, int]]:
 def measure(cfg, device: torch.device, steps: int, warmup: int, matmul_size: int, matmul_repeats: int) -> dict:
     """The three measurements of the module docstring for one config, as one dict of numbers:
     matmul repeats before, then the training steps and their FLOPs, then matmul repeats again."""
-    mm_before = matmul_gflops_samples(matmul_size, matmul_repeats, device)
+    def matmul_samples() -> dict[str, list[float]]:
+        return {k: matmul_gflops_samples(matmul_size, matmul_repeats, device, k) for k in MATMUL_KERNELS}
+
+    mm_before = matmul_samples()
     with tempfile.TemporaryDirectory(prefix="diffrep-bench-") as tmp:
         trainer = Trainer(cfg, RunDir(tmp), device)  # never saved: the directory stays empty
         params = sum(p.numel() for p in trainer.model.parameters())
         step_times, total_s = time_train_steps(trainer, steps, warmup)
         flops_per_step, flops_by_op = count_step_flops(trainer)
-    mm_after = matmul_gflops_samples(matmul_size, matmul_repeats, device)
+    mm_after = matmul_samples()
 
+    # the machine's matmul rate is the faster of the two libraries: the fraction must not look
+    # better because one of them is slow on this CPU
+    by_kernel = {k: statistics.median(mm_before[k] + mm_after[k]) for k in MATMUL_KERNELS}
+    kernel = max(by_kernel, key=by_kernel.get)
+    matmul = by_kernel[kernel]
     batch = cfg.training.batch_size
-    matmul = statistics.median(mm_before + mm_after)
     step_s = statistics.median(step_times)
     train_gflops = flops_per_step / step_s / 1e9
     return {
@@ -174,8 +204,10 @@ def measure(cfg, device: torch.device, steps: int, warmup: int, matmul_size: int
         "params": params,
         "matmul_size": matmul_size,
         "matmul_gflops": round(matmul, 2),
-        "matmul_gflops_before": round(statistics.median(mm_before), 2),
-        "matmul_gflops_after": round(statistics.median(mm_after), 2),
+        "matmul_kernel": kernel,
+        "matmul_gflops_by_kernel": {k: round(v, 2) for k, v in by_kernel.items()},
+        "matmul_gflops_before": round(statistics.median(mm_before[kernel]), 2),
+        "matmul_gflops_after": round(statistics.median(mm_after[kernel]), 2),
         "steps": steps,
         "warmup": warmup,
         "step_s": round(step_s, 5),
@@ -223,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         ("device / threads", f"{device.type} / {threads}"),
         ("batch size / params", f"{m['batch_size']} / {m['params']:,}"),
         (f"matmul fp32 {args.matmul_size}^2 GFLOP/s",
-         f"{m['matmul_gflops']:.1f}  (before {m['matmul_gflops_before']:.1f}, after {m['matmul_gflops_after']:.1f})"),
+         f"{m['matmul_gflops']:.1f}  ({m['matmul_kernel']}: before {m['matmul_gflops_before']:.1f}, after "
+         f"{m['matmul_gflops_after']:.1f}; " + ", ".join(f"{k} {v:.1f}" for k, v in m["matmul_gflops_by_kernel"].items()) + ")"),
         ("train step s (median)", f"{m['step_s']:.4f}  (min {m['step_s_min']:.4f}, max {m['step_s_max']:.4f}, {args.steps} steps)"),
         ("train images/s", f"{m['images_per_s']:.1f}"),
         ("fwd+bwd GFLOP / step", f"{m['flops_per_step'] / 1e9:.3f}"),
