@@ -71,15 +71,18 @@ def matmul_gflops_samples(n: int, repeats: int, device: torch.device, kernel: st
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
     b = torch.randn(n, n, generator=gen, dtype=torch.float32).to(device)
-    out = torch.empty(n, n, dtype=torch.float32, device=device)
-    image = a.reshape(1, n, n, 1).contiguous(memory_format=torch.channels_last)  # [pixels, channels] in memory
-    weight = b.reshape(n, n, 1, 1)
+    if kernel == "mm":
+        out = torch.empty(n, n, dtype=torch.float32, device=device)
 
-    def product() -> None:
-        if kernel == "mm":
+        def product() -> None:
             torch.mm(a, b, out=out)
-        else:
+    else:
+        image = a.reshape(1, n, n, 1).contiguous(memory_format=torch.channels_last)  # [pixels, channels] in memory
+        weight = b.reshape(n, n, 1, 1)
+
+        def product() -> None:
             F.conv2d(image, weight)
+
     flops = 2 * n**3
     allow_tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # an fp32 rate: cuDNN runs convolutions in TF32 by default
