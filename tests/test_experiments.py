@@ -61,7 +61,10 @@ def test_every_experiment_has_three_scales_and_a_claim():
         if e.trains:
             assert plan(name, "full").base.preset == "paper"
             assert plan(name, "laptop").seeds == [0, 1] and plan(name, "full").seeds == [0, 1, 2, 3, 4]
-            assert plan(name, "laptop").base.training.steps == 4000 and plan(name, "full").base.training.steps == 50000
+            laptop = plan(name, "laptop").base.training
+            # the laptop scale ends where the default preset's cosine ends (experiments.LAPTOP_RUN)
+            assert laptop.steps == make_config("default").training.steps and laptop.checkpoint_every == 250
+            assert plan(name, "full").base.training.steps == 50000
 
 
 def test_the_wall_time_table_in_the_docstring_is_the_estimate():
@@ -241,6 +244,7 @@ def test_steps_to_enter_ignores_a_phase_held_from_initialization():
     ({0.25: (500, 750), 0.5: (1500, 1750), 1.0: (3000, None)}, "steps to phase_C: denser is faster"),
     ({0.25: (3000, 3250), 0.5: (1500, 1750), 1.0: (500, 750)}, "steps to phase_C: denser is slower"),
     ({0.25: (None, None), 0.5: (None, None), 1.0: (None, None)}, "steps to phase_C: not reached"),
+    ({0.25: (500, 500), 0.5: (500, 500), 1.0: (500, 500)}, "steps to phase_C: no difference (all 6 runs at step 500)"),
 ])
 def test_density_verdict_follows_the_ranks_of_increment_and_time(tmp_path, times, verdict):
     runs = [(f"{inc}-{seed}", {"data.dx": inc, "data.dy": inc, "training.seed": seed}, phase_track(t))
@@ -324,6 +328,13 @@ def test_sigma_verdict_names_the_factor_the_timing_follows(tmp_path):
     assert rho["sigma"] == pytest.approx(-1.0) and rho["increment"] == pytest.approx(0.0)
     assert result["verdict"].startswith("the steps to phase C follow the sigma most closely")
     assert "sigma matters as much or more than the increment" in result["verdict"]
+
+
+def test_sigma_verdict_when_every_run_reaches_phase_c_at_the_same_checkpoint(tmp_path):
+    runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(500))
+            for dx in (0.5, 1.0) for sigma in (1.0, 2.0)]
+    result = analyses.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
+    assert result["verdict"] == "no difference to follow: all 4 runs reach phase C at step 500"
 
 
 def test_ablation_verdict_against_the_baseline(tmp_path):

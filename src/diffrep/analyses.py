@@ -118,6 +118,12 @@ def censored_rank_correlation(xs: list[float], times: list) -> dict:
     return {"rho": float(res.statistic), "p_value": float(res.pvalue), "n": len(xs), "n_reached": n_reached}
 
 
+def common_time(times: list):
+    """The step at which every run reached the event when it is the same for all (no rank to
+    correlate: at this checkpoint resolution the settings do not differ), else None."""
+    return times[0] if times and times[0] is not None and len(set(times)) == 1 else None
+
+
 def earlier_or_later(times: list, reference: list) -> str:
     """'earlier', 'later' or 'no clear change': every seed before (after) every reference seed, with
     never-reached times after every reached one; NOT_REACHED when no run of either reached it."""
@@ -263,7 +269,8 @@ def analyze_density(rows: list[dict], ctx: Context) -> dict:
 
     Verdict, from the Spearman rho of the increment with the steps to phase C over all runs (never
     reached: ranked last): rho >= TREND_MIN_RHO 'denser is faster', <= -TREND_MIN_RHO 'denser is
-    slower', else 'no clear trend'; NOT_REACHED when no run reached phase C. The same for 90%
+    slower', else 'no clear trend'; 'no difference' when every run reached it at the same checkpoint,
+    NOT_REACHED when no run reached phase C. The same for 90%
     accuracy is reported beside it.
     """
     increment = lambda row: float(row["data.dx"])  # noqa: E731
@@ -271,16 +278,17 @@ def analyze_density(rows: list[dict], ctx: Context) -> dict:
     firsts = first_rows(rows)
     runs = list(firsts)
     xs = [increment(firsts[r]) for r in runs]
-    for name, times in (("phase_C", to_c), (f"accuracy_{ACCURACY_THRESHOLD}", to_acc)):
-        stats[f"trend_steps_to_{name}"] = {
-            "description": f"Spearman rho of the increment with the steps to {name} (never reached: ranked last)",
-            **censored_rank_correlation(xs, [times[r] for r in runs])}
     words = {1: "denser is faster (as the paper says)", -1: "denser is slower (against the paper)", 0: "no clear trend"}
     parts = []
-    for name in ("phase_C", f"accuracy_{ACCURACY_THRESHOLD}"):
-        t = stats[f"trend_steps_to_{name}"]
+    for name, times in (("phase_C", to_c), (f"accuracy_{ACCURACY_THRESHOLD}", to_acc)):
+        t = stats[f"trend_steps_to_{name}"] = {
+            "description": f"Spearman rho of the increment with the steps to {name} (never reached: ranked last)",
+            **censored_rank_correlation(xs, [times[r] for r in runs])}
         if t["rho"] is None:
-            parts.append(f"steps to {name}: {NOT_REACHED}")
+            same = common_time([times[r] for r in runs])
+            parts.append(f"steps to {name}: " + (f"no difference (all {t['n']} runs at step {same:g})" if same is not None
+                                                 else NOT_REACHED if t["n_reached"] == 0
+                                                 else "undefined (fewer than 3 runs or one increment)"))
             continue
         sign = 1 if t["rho"] >= TREND_MIN_RHO else -1 if t["rho"] <= -TREND_MIN_RHO else 0
         parts.append(f"steps to {name}: {words[sign]} (Spearman rho {t['rho']:.2f} of increment with steps, "
@@ -308,8 +316,8 @@ def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
 
     Verdict: the setting (increment, sigma, or neighbour overlap) with the largest |Spearman rho|
     against the steps to phase C (never reached: ranked last) is what the timing follows; sigma
-    "matters less than the increment" (PAPER.md claim 3) when its |rho| is smaller. NOT_REACHED
-    when no run reached phase C.
+    "matters less than the increment" (PAPER.md claim 3) when its |rho| is smaller. 'No difference'
+    when every run reached phase C at the same checkpoint, NOT_REACHED when none did.
     """
     firsts = first_rows(rows)
     label = lambda r: f"increment {float(r['data.dx']):g}, sigma {float(r['data.sigma']):g}"  # noqa: E731
@@ -328,6 +336,8 @@ def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
     defined = {name: c["rho"] for name, c in correlations.items() if c["rho"] is not None}
     if not any(to_c[r] is not None for r in runs):
         verdict = f"{NOT_REACHED}: no run reached phase C"
+    elif (same := common_time([to_c[r] for r in runs])) is not None:
+        verdict = f"no difference to follow: all {len(runs)} runs reach phase C at step {same:g}"
     elif not defined:
         verdict = "no factor varies enough to correlate with the steps to phase C"
     else:

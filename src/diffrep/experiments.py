@@ -6,9 +6,10 @@ An experiment is a sweep (a base config, a grid and seeds; diffrep/sweep.py) at 
 scales, and the analysis (diffrep/analyses.py) that turns its aggregated rows into statistics per
 setting over seeds, a figure with seeds as bands, and a verdict computed from the numbers:
 
-  laptop  (the default) a reduced scale that a 2-core CPU affords: the `default` model, 4,000 steps
-          (the demo's length: its phase C came at step 2,500), fewer grid values, seeds 0 and 1. Each
-          experiment's docstring gives its estimated wall time (`estimate_seconds`).
+  laptop  (the default) a reduced scale that a 2-core CPU affords: the `default` preset as it is (its
+          1,200-step cosine, phase C from step 500 in the demo), a checkpoint every 250 steps, fewer
+          grid values, seeds 0 and 1. Each experiment's docstring gives its estimated wall time
+          (`estimate_seconds`).
   full    the paper's scale unchanged: the `paper` preset (widths 64/128/256, 50,000 steps), the full
           grids, seeds 0-4; for a GPU (training.device=auto picks it) or a Ray cluster (--backend ray)
   tiny    seconds per run (the `tiny` preset, 12 steps): the tests run every experiment end to end at
@@ -25,19 +26,19 @@ report.html) and:
 `percolation` trains nothing: it measures clusters of overlapping bumps (diffrep/percolation.py)
 and writes the same files without runs. The experiments and what each measures: `EXPERIMENTS`.
 
-Laptop scale on this 2-core CPU (`estimate_seconds`, calibrated on the demo; `diffrep sweep
+Laptop scale on this 2-core CPU (`estimate_seconds`, fitted to two `phases` sweeps; `diffrep sweep
 EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this table true):
 
     experiment   runs   estimated wall time
-    phases          2   ~14 min
-    density         6   ~42 min
-    sigma          12   ~84 min
-    imbalance       6   ~42 min
-    holes          14   ~110 min
-    stripes        36   ~145 min
+    phases          2   ~5 min
+    density         6   ~14 min
+    sigma          12   ~29 min
+    imbalance       6   ~14 min
+    holes          14   ~40 min
+    stripes        36   ~54 min
     percolation     -   ~10 s (no training; measured 8 s)
-    ablation       14   ~130 min
-    digits          4   ~28 min
+    ablation       14   ~45 min
+    digits          4   ~10 min
 """
 
 from __future__ import annotations
@@ -57,17 +58,22 @@ from .training import checkpoint_schedule
 SCALES = ("laptop", "full", "tiny")
 EXPERIMENT_VERSION = 1
 
-# Wall time on this 2-core CPU, calibrated on the demo (README: 420 s for the default preset, 4,000
-# steps and 20 checkpoints at 2 threads): 0.085 s per training step (batch 32, 32 x 32 images) and
-# ~4 s per checkpoint for scoring its 64 evaluation conditions and probing. The local backend runs
-# two one-thread runs at once, which takes about as long as running them one after the other.
+# Wall time on this 2-core CPU, fitted to two `phases` sweeps of the default preset (2026-12-03, two
+# one-thread runs side by side, which takes about as long as running them one after the other with
+# two threads each): 1,200 steps and 17 checkpoints took 283-288 s per run, 2,000 steps and 16
+# checkpoints 409-421 s. So 0.085 s per training step (batch 32, 32 x 32 images) and 2.5 s per
+# checkpoint for scoring its 64 evaluation conditions and probing.
 STEP_SECONDS = 0.085
-CHECKPOINT_SECONDS = 4.0
+CHECKPOINT_SECONDS = 2.5
 
 # Run settings of the scales (on the named presets; an experiment adds its own).
 TINY_RUN = {"training.steps": 12, "training.checkpoint_log_points": 2, "training.checkpoint_every": 6,
             "probe.cv_folds": 3}
-LAPTOP_RUN = {"training.steps": 4000}
+# The laptop scale trains the `default` preset as it is, to the end of its 1,200-step cosine: with
+# the rate held high for longer the code at t = 999 loosens again after phase C (a 2,000-step
+# cosine: seed 1 back in B from step 1,000; 4,000 steps: both seeds from 1,500; FINDINGS.md). A
+# checkpoint every 250 steps instead of 500 so that "steps to phase C" can tell settings apart.
+LAPTOP_RUN = {"training.checkpoint_every": 250}
 FULL_SEEDS = [0, 1, 2, 3, 4]
 
 
