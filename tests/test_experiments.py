@@ -245,6 +245,7 @@ def test_steps_to_enter_ignores_a_phase_held_from_initialization():
     ({0.25: (3000, 3250), 0.5: (1500, 1750), 1.0: (500, 750)}, "steps to phase_C: denser is slower"),
     ({0.25: (None, None), 0.5: (None, None), 1.0: (None, None)}, "steps to phase_C: not reached"),
     ({0.25: (500, 500), 0.5: (500, 500), 1.0: (500, 500)}, "steps to phase_C: no difference (all 6 runs at step 500)"),
+    ({1.0: (500, 750)}, "steps to phase_C: undefined (fewer than 3 runs or one increment)"),
 ])
 def test_density_verdict_follows_the_ranks_of_increment_and_time(tmp_path, times, verdict):
     runs = [(f"{inc}-{seed}", {"data.dx": inc, "data.dy": inc, "training.seed": seed}, phase_track(t))
