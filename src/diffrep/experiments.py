@@ -26,19 +26,19 @@ report.html) and:
 `percolation` trains nothing: it measures clusters of overlapping bumps (diffrep/percolation.py)
 and writes the same files without runs. The experiments and what each measures: `EXPERIMENTS`.
 
-Laptop scale on this 2-core CPU (`estimate_seconds`, fitted to two `phases` sweeps; `diffrep sweep
+Laptop scale on this 2-core CPU (`estimate_seconds`, fitted to the runs of all eight sweeps; `diffrep sweep
 EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this table true):
 
     experiment   runs   estimated wall time
-    phases          2   ~5 min
-    density         6   ~14 min
-    sigma          12   ~29 min
-    imbalance       6   ~14 min
-    holes          14   ~40 min
-    stripes        36   ~54 min
+    phases          2   ~4 min
+    density         6   ~13 min
+    sigma          12   ~26 min
+    imbalance       6   ~13 min
+    holes          14   ~37 min
+    stripes        36   ~60 min
     percolation     -   ~10 s (no training; measured 8 s)
-    ablation       14   ~45 min
-    digits          4   ~10 min
+    ablation       14   ~38 min
+    digits          4   ~9 min
 """
 
 from __future__ import annotations
@@ -58,13 +58,17 @@ from .training import checkpoint_schedule
 SCALES = ("laptop", "full", "tiny")
 EXPERIMENT_VERSION = 1
 
-# Wall time on this 2-core CPU, fitted to two `phases` sweeps of the default preset (2026-12-03, two
-# one-thread runs side by side, which takes about as long as running them one after the other with
-# two threads each): 1,200 steps and 17 checkpoints took 283-288 s per run, 2,000 steps and 16
-# checkpoints 409-421 s. So 0.085 s per training step (batch 32, 32 x 32 images) and 2.5 s per
-# checkpoint for scoring its 64 evaluation conditions and probing.
-STEP_SECONDS = 0.085
-CHECKPOINT_SECONDS = 2.5
+# Wall time on this 2-core CPU, fitted (least squares of the relative errors) to the 94 runs of the
+# eight experiments' laptop sweeps of 2026-12-03, each run's time halved: a sweep trains two
+# one-thread runs side by side. 0.067 s per training step (batch 32, 32 x 32 images, widths
+# 16 / 32 / 64) and 2.9 s per checkpoint for scoring its 64 evaluation conditions and probing; a
+# run's cost grows with image area x first-level width^2 above a fixed part of 0.19 (the step's
+# overheads: half widths or 16 x 16 images took 0.45-0.53 of the time, not 0.25; double widths 2.6x,
+# not 4x). Error per run 7% on average, where the earlier fit to `phases` alone (0.085 s, 2.5 s, no
+# fixed part) had 17% and put `stripes` at 54 min and `ablation` at 45 (measured 62 and 37).
+STEP_SECONDS = 0.067
+CHECKPOINT_SECONDS = 2.9
+FIXED_COST = 0.19
 
 # Run settings of the scales (on the named presets; an experiment adds its own).
 TINY_RUN = {"training.steps": 12, "training.checkpoint_log_points": 2, "training.checkpoint_every": 6,
@@ -318,19 +322,22 @@ def plan(name: str, scale: str = "laptop", overrides=(), seeds: list[int] | None
     return Plan(experiment, scale, base, s.grid, list(seeds if seeds is not None else s.seeds), params)
 
 
+def run_seconds(cfg: Config, step_s: float = STEP_SECONDS, checkpoint_s: float = CHECKPOINT_SECONDS,
+                fixed_cost: float = FIXED_COST) -> float:
+    """Wall time of training, scoring and probing one run on this 2-core CPU: its steps (in batches
+    of 32) and its checkpoints (weighted by the evaluation set's size against the default's 64
+    conditions) at step_s and checkpoint_s, scaled by a fixed part plus image area x first-level
+    width^2 (the convolutions' cost). bench/fit_estimate.py fits the three to measured runs."""
+    d, t = cfg.data, cfg.training
+    cost = fixed_cost + (1 - fixed_cost) * (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
+    checkpoints = len(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
+    scoring = len(evaluation_set(cfg).conditions) / 64 if cfg.scoring.during_training else 0.0
+    return (t.steps * step_s * t.batch_size / 32 + checkpoints * checkpoint_s * (scoring + 1) / 2) * cost
+
+
 def estimate_seconds(configs: list[Config]) -> float:
-    """Wall time of training, scoring and probing these runs on this 2-core CPU (STEP_SECONDS,
-    CHECKPOINT_SECONDS), scaled by image area x first-level width^2 (the convolutions' cost), the
-    batch size, and for scoring the evaluation set's size against the default's 64 conditions."""
-    total = 0.0
-    for cfg in configs:
-        d, t = cfg.data, cfg.training
-        cost = (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
-        checkpoints = len(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
-        scoring = len(evaluation_set(cfg).conditions) / 64 if cfg.scoring.during_training else 0.0
-        total += t.steps * STEP_SECONDS * cost * t.batch_size / 32
-        total += checkpoints * CHECKPOINT_SECONDS * cost * (scoring + 1) / 2
-    return total
+    """Wall time of these runs on this 2-core CPU (`run_seconds`, with the constants fitted above)."""
+    return sum(run_seconds(cfg) for cfg in configs)
 
 
 def describe(p: Plan, runs: int) -> str:
