@@ -335,8 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1,
                    help="train this many runs side by side, threads // runs torch threads each (CPU only)")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.matmul_repeats < 1 or args.matmul_size < 1 or args.runs < 1 or args.rounds < 1:
-        p.error("--steps, --rounds, --runs, --matmul-repeats and --matmul-size must be >= 1, --warmup >= 0")
+    least = {"--steps": (args.steps, 1), "--rounds": (args.rounds, 1), "--runs": (args.runs, 1), "--warmup": (args.warmup, 0),
+             "--matmul-repeats": (args.matmul_repeats, 1), "--matmul-size": (args.matmul_size, 1)}
+    for flag, (value, low) in least.items():
+        if value < low:
+            print(f"bench_train: {flag}: must be an integer >= {low} (got {value})", file=sys.stderr)
+            return 2
 
     try:
         cfg = make_config(args.preset, args.overrides)

@@ -3,10 +3,10 @@
     .venv/bin/python bench/fit_estimate.py runs/*-laptop [--concurrent 2]
 
 A run's measured time is the span of its files' modification times: config.json is written when
-the run is created, the last checkpoint's scores and probes when it ends (a run resumed after a
-pause counts the pause; leave such sweeps out). A sweep trains --concurrent runs at once (two
-one-thread runs on a 2-core CPU), so each run's share of the sweep's wall time is its span divided
-by that. The three constants of `run_seconds` (seconds per training step, per checkpoint, and the
+the run is created, the last checkpoint's scores and probes when it ends (unfinished runs are
+skipped; a run resumed after a pause counts the pause: leave such sweeps out). A sweep trains
+--concurrent runs at once (two one-thread runs on a 2-core CPU), so each run's share of the
+sweep's wall time is its span divided by that. The three constants of `run_seconds` (seconds per training step, per checkpoint, and the
 fixed part of a run's cost) are fitted by least squares of the relative errors
 (scipy.optimize.least_squares), and each sweep's measured total is printed beside the estimate
 with the current constants and the fitted ones. The last line is one JSON object.
@@ -25,17 +25,20 @@ from scipy.optimize import least_squares
 
 from diffrep.config import Config
 from diffrep.experiments import CHECKPOINT_SECONDS, FIXED_COST, STEP_SECONDS, run_seconds
-from diffrep.rundir import read_json
+from diffrep.rundir import RunDir
+from diffrep.training import is_finished
 
 
 def measured_runs(sweep_dir: Path) -> list[tuple[Config, float]]:
-    """(config, seconds from creation to the last file written) of every run of a sweep."""
+    """(config, seconds from creation to the last file written) of every finished run of a sweep:
+    an unfinished one (killed, or still training) did not take the time the estimate is for."""
     runs = []
-    for run in sorted((sweep_dir / "runs").iterdir()):
-        if not (run / "config.json").is_file():
+    for path in sorted((sweep_dir / "runs").iterdir()):
+        run = RunDir(path)
+        if not run.config_path.is_file() or not is_finished(cfg := run.config(), run):
             continue
-        times = [os.path.getmtime(Path(root) / f) for root, _, files in os.walk(run) for f in files if f != "lock"]
-        runs.append((Config.from_dict(read_json(run / "config.json")), max(times) - min(times)))
+        times = [os.path.getmtime(Path(root) / f) for root, _, files in os.walk(path) for f in files if f != "lock"]
+        runs.append((cfg, max(times) - min(times)))
     return runs
 
 
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     sweeps = {str(d): measured_runs(d) for d in args.sweep_dirs}
+    if not any(sweeps.values()):
+        print("fit_estimate: sweep_dirs: no finished run in them to fit to", file=sys.stderr)
+        return 2
     configs = [cfg for runs in sweeps.values() for cfg, _ in runs]
     measured = np.array([s for runs in sweeps.values() for _, s in runs]) / args.concurrent
 

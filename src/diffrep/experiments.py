@@ -63,8 +63,8 @@ EXPERIMENT_VERSION = 1
 # one-thread runs side by side. 0.067 s per training step (batch 32, 32 x 32 images, widths
 # 16 / 32 / 64) and 2.9 s per checkpoint for scoring its 64 evaluation conditions and probing; a
 # run's cost grows with image area x first-level width^2 above a fixed part of 0.19 (the step's
-# overheads: half widths or 16 x 16 images took 0.45-0.53 of the time, not 0.25; double widths 2.6x,
-# not 4x). Error per run 7% on average, where the earlier fit to `phases` alone (0.085 s, 2.5 s, no
+# overheads: half widths took 0.53 of the default's time and 16 x 16 images 0.39-0.54, not 0.25;
+# double widths 2.6x, not 4x). Error per run 7% on average, where the earlier fit to `phases` alone (0.085 s, 2.5 s, no
 # fixed part) had 17% and put `stripes` at 54 min and `ablation` at 45 (measured 62 and 37).
 STEP_SECONDS = 0.067
 CHECKPOINT_SECONDS = 2.9
