@@ -88,8 +88,9 @@ def test_capture_activations_shapes_and_determinism():
     torch.manual_seed(0)
     model = build_model(cfg).train()
     conds, _ = P.probe_conditions(cfg.data, 6)
-    schedule = NoiseSchedule(cfg.diffusion)
-    args = (model, conds, ["layer4", "up2"], 99, schedule, cfg.data.image_size, 0)
+    inputs = P.probe_inputs(cfg.data, conds, "independent", 99, NoiseSchedule(cfg.diffusion), 0, 2)
+    assert inputs.shape == (2, 36, 1, 16, 16)
+    args = (model, conds, ["layer4", "up2"], inputs[0], 99)
     first = P.capture_activations(*args, batch_size=16)
     second = P.capture_activations(*args, batch_size=16)
     assert model.training  # mode restored
@@ -97,11 +98,56 @@ def test_capture_activations_shapes_and_determinism():
     assert first["layer4"].dtype == np.float32
     for name in first:
         assert np.array_equal(first[name], second[name])
-    # Activations differ between conditions (the only thing that differs is the conditioning) ...
     assert np.ptp(first["layer4"], axis=0).max() > 0
-    # ... and the shared input is the noised blank image: pure noise without a schedule differs slightly.
-    pure = P.capture_activations(model, conds, ["layer4"], 99, None, cfg.data.image_size, 0, batch_size=16)
-    assert not np.array_equal(pure["layer4"], first["layer4"])
+
+
+@pytest.mark.parametrize("kind", ["independent", "clean", "shared"])
+def test_probe_inputs(kind):
+    cfg = make_config("default")
+    conds, _ = P.probe_conditions(cfg.data, 4)
+    schedule = NoiseSchedule(cfg.diffusion)
+    x = P.probe_inputs(cfg.data, conds, kind, 100, schedule, 0, 2)
+    assert torch.equal(x, P.probe_inputs(cfg.data, conds, kind, 100, schedule, 0, 2))  # one seed, one input
+    assert not torch.equal(x[0], x[1])  # the draws differ
+    assert torch.equal(x[0, 0], x[0, 1]) == (kind == "shared")  # conditions share the noise only when shared
+    # x_t = sqrt(ab) x_0 + sqrt(1 - ab) noise, x_0 the condition's own image or a blank one.
+    ab = schedule.alphas_cumprod[100].item()
+    if kind == "clean":
+        from diffrep.data import render_for
+
+        clean = render_for(conds, cfg.data)
+        noise = (x[0] - ab ** 0.5 * clean) / (1 - ab) ** 0.5
+        assert noise.std().item() == pytest.approx(1, abs=0.05)
+    else:
+        assert (x[0] - ab ** 0.5 * -1).mean().item() == pytest.approx(0, abs=0.1)  # a blank image, noised
+
+
+def test_condition_share_tells_structure_from_noise_not_order():
+    rng = np.random.default_rng(0)
+    code = ordered()
+    noisy = lambda scale: np.stack([code + scale * rng.normal(size=code.shape) for _ in range(2)])  # noqa: E731
+    assert P.condition_share(noisy(0.0)) == pytest.approx(1.0)
+    equal = np.sqrt(code.var(axis=0).mean())  # noise as large as the code's variation across conditions
+    assert P.condition_share(noisy(equal)) == pytest.approx(0.5, abs=0.05)
+    assert abs(P.condition_share(np.stack([unrelated(1), unrelated(2)]))) < 0.05  # noise alone
+    lookup = shuffled_grid()  # a disordered code: still fully set by the condition
+    assert P.condition_share(np.stack([lookup, lookup])) == pytest.approx(1.0)
+    assert abs(P.condition_share_null(noisy(0.0))) < 0.05  # draws paired with shuffled conditions
+    assert math.isnan(P.condition_share(code[None]))  # one draw: undefined
+
+
+def test_chance_levels_are_the_means_of_shuffled_labels():
+    rng = np.random.default_rng(0)
+    acts = ordered()
+    knn, trust = [], []
+    for _ in range(200):
+        t, k = P.neighbourhood_metrics(acts, CONDS[rng.permutation(K)], 10)
+        knn.append(k)
+        trust.append(t)
+    assert np.mean(knn) == pytest.approx(P.knn_overlap_chance(CONDS, 10), abs=0.005)
+    assert np.mean(trust) == pytest.approx(P.trustworthiness_chance(K, 10), abs=0.005)
+    small, _ = P.probe_conditions(DataConfig(), 6)
+    assert P.knn_overlap_chance(small, 5) > P.knn_overlap_chance(CONDS, 5)  # fewer conditions: more by chance
 
 
 # ----------------------------------------------------------------------------
@@ -134,11 +180,20 @@ def test_ordered_embedding_is_ordered(phase_metrics):
     assert abs(m["mle_dim"] - 2) < 0.7
 
 
-def test_phase_rule_labels_the_synthetic_cases(phase_metrics):
+def test_phase_rule_labels_the_synthetic_cases():
     from diffrep.phases import classify
 
-    init = phase_metrics["A"]
-    assert [classify(phase_metrics[p], init) for p in "ABC"] == ["A", "B", "C"]
+    rng = np.random.default_rng(0)
+    two = lambda code: np.stack([code + 0.1 * code.std() * rng.normal(size=code.shape) for _ in range(2)])  # noqa: E731
+    cases = {"A": np.stack([unrelated(1), unrelated(2)]), "B": two(shuffled_grid()), "C": two(ordered())}
+    assert [classify(P.probe_metrics(cases[p], CONDS, FAST)) for p in "ABC"] == ["A", "B", "C"]
+
+
+def test_umap_leaves_torch_thread_count_as_it_was():
+    # umap's numba kernels reset OpenMP's thread count; a run trained after them must sum as before.
+    before = torch.get_num_threads()
+    P.umap_r2(unrelated(), CONDS)
+    assert torch.get_num_threads() == before
 
 
 def test_umap_r2_separates_ordered_from_unrelated():
@@ -220,9 +275,10 @@ def test_coupled_codes_transfer_worse():
 def test_metrics_are_deterministic_and_json_safe():
     a = ordered()
     assert P.probe_metrics(a, CONDS, FAST) == P.probe_metrics(a.copy(), CONDS, FAST)
-    dead = P.probe_metrics(np.ones((K, 8)), CONDS, ProbeConfig())
+    dead = P.probe_metrics(np.ones((2, K, 8)), CONDS, ProbeConfig())
     assert set(dead) == set(P.METRIC_KEYS)
-    for key in ("umap_r2_x", "trustworthiness", "knn_overlap", "twonn_dim", "participation_ratio", "xy_angle_deg"):
+    for key in ("umap_r2_x", "trustworthiness", "knn_overlap", "twonn_dim", "participation_ratio", "xy_angle_deg",
+                "condition_share"):
         assert dead[key] is None
     assert all(v is None or math.isfinite(v) for v in dead.values())
 
@@ -246,6 +302,9 @@ def test_metrics_are_deterministic_and_json_safe():
         ({"probe.knn": 128}, r"^probe\.knn: must be >= 2 and < probe\.grid\^2 / 2 = 128"),
         ({"probe.ridge_alpha": 0.0}, r"^probe\.ridge_alpha: must be > 0"),
         ({"probe.cv_folds": 1}, r"^probe\.cv_folds: must be in \[2, 20\]"),
+        ({"probe.input": "blank"}, r"^probe\.input: must be one of independent, clean, shared \(got 'blank'\)"),
+        ({"probe.draws": 0}, r"^probe\.draws: must be in \[1, 16\]"),
+        ({"probe.keep_every": -1}, r"^probe\.keep_every: must be >= 0"),
     ],
 )
 def test_probe_config_errors_name_the_setting(change, message):

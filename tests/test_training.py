@@ -39,8 +39,10 @@ def assert_same_run(a: RunDir, b: RunDir):
     for k in ta:
         assert torch.equal(ta[k], tb[k]), k  # bit for bit
     assert deterministic_metrics(a) == deterministic_metrics(b)
-    # At most one line of each kind per step (training, then score, then probe), in order: nothing duplicated.
-    kinds = [(r["step"], 0 if "loss" in r else 1 if "score.sampler" in r else 2) for r in b.metrics()]
+    # At most one line of each kind per step (training, then score, then probe, then the final DDPM
+    # score of the last step), in order: nothing duplicated.
+    kinds = [(r["step"], 0 if "loss" in r else 1 if "score.sampler" in r else 3 if "final.sampler" in r else 2)
+             for r in b.metrics()]
     assert kinds == sorted(set(kinds))
 
 
@@ -287,8 +289,7 @@ def test_adaptive_length_stops_a_given_number_of_checkpoints_after_phase_c(tmp_p
 
     # Thresholds that every checkpoint meets, so phase C comes at step 0: the run must then stop
     # at the second checkpoint after it (schedule 0, 1, 6, 10, ...) instead of running to step 40.
-    always_c = {"phase.c_min_knn_overlap": 0.0, "phase.c_min_trustworthiness": 0.5, "phase.c_max_dim": 100.0,
-                "training.stop_after_phase_c": 2}
+    always_c = {"phase.min_condition_share": -1.0, "phase.min_order_gain": -1.0, "training.stop_after_phase_c": 2}
     run = tiny_run(tmp_path / "run", **always_c)
     assert run.checkpoint_steps() == [0, 1, 6]
     assert [r["phase.layer4"] for r in run.metrics() if "phase.layer4" in r][0] == "C"  # then counted, whatever follows

@@ -26,7 +26,7 @@ from .config import PRESETS, ConfigError, make_config
 from .data import BumpDataset, evenly_spaced
 from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
 from .diffusion import NoiseSchedule, make_sampler, sample
-from .phases import analyze_run
+from .phases import analyze_run, classify, rule_id
 from .plots import save_sample_grid
 from .probes import probe_checkpoint, probe_dir, write_probe
 from .report import summary_lines, write_pictures, write_report, write_score_curve, write_sweep_report
@@ -150,14 +150,16 @@ def checkpoint_list(run: RunDir, spec: str) -> list[int]:
 def cmd_probe(args) -> None:
     run = RunDir.open(args.run_dir)
     overrides = {"probe.layers": args.layers.split(",") if args.layers else None, "probe.timestep": args.timestep,
-                 "probe.grid": args.grid}
+                 "probe.grid": args.grid, "probe.input": args.input, "probe.draws": args.draws,
+                 "probe.noise_seed": args.noise_seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = checkpoint_list(run, args.checkpoints)
     schedule = NoiseSchedule(cfg.diffusion)
     with run.lock():  # training writes probes/ too, and write_probe adds to the files it finds
         for step in steps:
             result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
-            write_probe(run, step, result, cfg)
+            labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
+            write_probe(run, step, result, cfg, labels, rule_id(cfg.phase))
             print(f"probed step {step}", file=sys.stderr, flush=True)
         analysis = analyze_run(run, cfg)
         write_pictures(run, cfg, analysis)
@@ -292,13 +294,17 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("probe", help="probe representations at checkpoints and label phases A, B, C",
                        description="Capture activations of hook points for the run's fixed probe set at checkpoints, "
                                    "measure them, label each checkpoint's phase from the representation alone, and "
-                                   "compare with generation (probes/phases.json, probes/*.png; another "
-                                   "--timestep or --grid writes to probes-t{T}-g{G}-n{seed}/).")
+                                   "compare with generation (probes/phases.json, probes/*.png; another --input, "
+                                   "--timestep, --grid, --draws or --noise-seed writes to "
+                                   "probes-{input}-t{T}-g{G}-r{draws}-n{seed}/).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
     p.add_argument("--layers", help="hook points, comma separated (default: the run's probe.layers, layer4)")
-    p.add_argument("--timestep", type=int, help="timestep of the shared noisy input (default: probe.timestep)")
+    p.add_argument("--input", help="independent, clean or shared (default: probe.input)")
+    p.add_argument("--timestep", type=int, help="timestep of the noisy input (default: probe.timestep)")
     p.add_argument("--grid", type=int, help="probe grid per axis (default: probe.grid)")
+    p.add_argument("--draws", type=int, help="noise draws per condition (default: probe.draws)")
+    p.add_argument("--noise-seed", type=int, help="seed of the probe's noise (default: probe.noise_seed)")
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("sweep", help="train a grid of settings x seeds, or an experiment, locally or on a Ray cluster",

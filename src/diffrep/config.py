@@ -17,9 +17,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 LR_DECAYS = ("constant", "cosine")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
+PROBE_INPUTS = ("independent", "clean", "shared")
 DATA_KINDS = ("bumps", "sos", "stripes", "bumps+stripes", "digits")
 DIGIT_GLYPHS = 1797  # glyphs in scikit-learn's bundled digits (sklearn.datasets.load_digits)
 
@@ -85,7 +86,7 @@ class ModelConfig:
     emb_dim: int = 64  # width of each of the t, x, y embeddings; conditioning is their concatenation
     label_encoding: str = "sinusoidal"  # sinusoidal | mlp (trainable MLP on raw (x, y))
     label_max_period: float = 100.0  # longest period (pixels) of the sinusoidal x/y encodings
-    label_dropout: float = 0.0  # probability of dropping the (x, y) conditioning of a training image
+    label_dropout: float = 0.0  # probability of dropping the (x, y) conditioning of a training image (1: never conditioned, a control)
     skips: bool = True  # the UNet's long skip connections (encoder features concatenated into the decoder)
     groups: int = 8  # GroupNorm groups (capped at the channel count)
     heads: int = 1  # attention heads
@@ -140,15 +141,19 @@ class ScoringConfig:
     heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
     sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
     sampler_steps: int = 25  # DDIM steps
-    # DDIM's eta: 1 draws fresh noise at every step like DDPM. Against DDPM-1000 (BENCHMARKS.md),
-    # eta = 0 drew "several bumps" for 9-31% of conditions where DDPM drew none; eta = 1 did not, but
-    # overstated accuracy on late checkpoints (+7 to +18 points). Final numbers: sampler = ddpm.
+    # DDIM's eta: 1 draws fresh noise at every step like DDPM; eta = 0 is deterministic. Against
+    # DDPM-1000 eta = 0 drew spurious "several bumps", eta = 1 overstates late accuracy (BENCHMARKS.md).
     eta: float = 1.0
+    final_ddpm: bool = True  # also score a finished run's last checkpoint with DDPM (all T steps): final.* metrics
     seed: int = 0  # sampling seed: the same noise for every checkpoint
     weights: str = "ema"  # ema | raw
     tolerance: float = 0.5  # accurate: one bump within this many pixels on each axis
     threshold: float = 0.0  # stored-value threshold of the detector (0.0 = half the bump's peak)
     min_size: int = 2  # components smaller than this are specks
+    # A bump or glyph counts only if the dataset's image rendered at its centroid fits it with R^2 at
+    # least shape_min_r2 and a height of at least shape_min_height of a full bump (detect.py)
+    shape_min_r2: float = 0.8
+    shape_min_height: float = 0.5
 
 
 @dataclass
@@ -156,15 +161,21 @@ class ProbeConfig:
     """How representations are probed at every checkpoint (one section of the config, `probe.*`)."""
 
     during_training: bool = True  # probe every checkpoint as it is written (into metrics.jsonl)
-    save_activations: bool = True  # keep the activations (float16) in probes/step_*.npz
+    # during training, keep the activations (first draw, float16) at steps divisible by this and the
+    # last, for the report's pictures; 0 keeps none (`diffrep probe` keeps those it probes)
+    keep_every: int = 250
     layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (model.UNet.HOOKS or aliases)
-    # t = 999 (the last step of the default T = 1000): x_t carries no information about any image,
-    # so the activations are driven by the conditioning alone, and the prototype in PAPER.md saw the
-    # phases there (trustworthiness 0.8 -> 0.995). Must be < diffusion.timesteps (tiny preset: <= 99).
-    timestep: int = 999
+    # What the layer sees (probes.probe_inputs): "independent" noise per condition and draw on a blank
+    # image, as the sampler starts each sample from its own noise; "clean": each condition's own image
+    # noised; "shared": one noise draw for every condition, so that all differences come from (x, y).
+    input: str = "independent"
+    timestep: int = 999  # t of x_t; must be < diffusion.timesteps (tiny preset: <= 99)
     grid: int = 16  # grid x grid conditions (cell centres) over the lattice's range: K = 256 by default
-    noise_seed: int = 0  # the one noise draw shared by all conditions
-    umap: bool = True  # compute the paper's UMAP R^2 (about 0.5 s per layer, plus ~7 s of JIT once per process)
+    draws: int = 2  # independent noise draws per condition; >= 2 measures condition_share
+    noise_seed: int = 0  # seed of every noise draw of the probe set
+    # compute the paper's UMAP R^2 (0.3 s per layer, plus 7 s of JIT once per process); during training
+    # only at the checkpoints whose activations are kept (keep_every)
+    umap: bool = True
     umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
     umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
     umap_seed: int = 0  # UMAP random_state: a fixed seed makes the embedding reproducible
@@ -177,17 +188,8 @@ class ProbeConfig:
 class PhaseConfig:
     """Thresholds of the phase rule (`phase.*`); the rule is in the docstring of phases.py."""
 
-    # Calibrated on two default-preset runs (dx = dy = 0.5, seeds 0 and 1; the docstring of phases.py): at
-    # initialization knn_overlap ~0.7 and trustworthiness ~0.95 but mle_dim ~4.7; once ordered before
-    # accurate generation, knn_overlap 0.64-0.73, trustworthiness 0.92-0.98, mle_dim 2.7-3.1.
-    c_min_knn_overlap: float = 0.6  # ordered: most k-NN in activation space are true (x, y) neighbours
-    c_min_trustworthiness: float = 0.9  # ordered: few false neighbours
-    c_max_dim: float = 3.5  # ordered *2D* manifold: mle_dim at most this (the random init's map is ~4.7)
-    b_max_dim: float = 3.5  # manifold: mle_dim (k-NN intrinsic dimension) at most this
-    b_max_pr: float = 3.0  # manifold: participation ratio at most this
-    b_pr_fraction: float = 0.7  # manifold: participation ratio at most this fraction of its init value
-    b_min_decode: float = 0.9  # manifold: mean decode R^2 of x and y at least this ...
-    b_min_decode_gain: float = 0.05  # ... and above its init value by at least this
+    min_condition_share: float = 0.5  # structure: the condition sets at least this share of the code's variation
+    min_order_gain: float = 0.5  # order: knn_overlap at least this far from chance towards 1
 
 
 @dataclass
@@ -217,6 +219,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        if isinstance(d, dict) and d.get("version") == 1:
+            d = _from_version_1(d)
         cfg = _build(cls, d, "")
         if cfg.version != CONFIG_VERSION:
             raise ConfigError(
@@ -252,6 +256,9 @@ PRESETS: dict[str, dict[str, object]] = {
         "training.adam_beta2": 0.9,
         "training.ema_decay": 0.995,
         "training.steps": 1200,
+        "training.checkpoint_every": 50,
+        "training.checkpoint_log_points": 0,
+        "probe.umap": False,
     },
     # The paper's model size, for GPUs.
     "paper": {
@@ -291,6 +298,19 @@ PRESETS: dict[str, dict[str, object]] = {
         "training.checkpoint_every": 10,
     },
 }
+
+
+def _from_version_1(d: dict) -> dict:
+    """A version-1 config as version 2: its probes were one noise draw shared by every condition
+    (probe.input = shared, probe.draws = 1), and its phase thresholds belonged to a rule that
+    compared each checkpoint with step 0; they are replaced by the current rule's defaults."""
+    d = json.loads(json.dumps(d))  # a deep copy
+    if isinstance(d.get("probe"), dict):
+        d["probe"].update({"input": "shared", "draws": 1})
+        d["probe"]["keep_every"] = 1 if d["probe"].pop("save_activations", True) else 0
+    d.pop("phase", None)
+    d["version"] = CONFIG_VERSION
+    return d
 
 
 def make_config(preset: str = "default", overrides: typing.Iterable[str] | dict = ()) -> Config:
@@ -445,7 +465,7 @@ def validate(cfg: Config) -> None:
     _check(m.emb_dim >= 2 and m.emb_dim % 2 == 0, f"model.emb_dim: must be an even number >= 2 (got {m.emb_dim})")
     _choice(m.label_encoding, "model.label_encoding", ("sinusoidal", "mlp"))
     _check(m.label_max_period > 0, f"model.label_max_period: must be > 0 (got {m.label_max_period})")
-    _check(0 <= m.label_dropout < 1, f"model.label_dropout: must be in [0, 1) (got {m.label_dropout})")
+    _check(0 <= m.label_dropout <= 1, f"model.label_dropout: must be in [0, 1] (got {m.label_dropout})")
     _check(m.groups >= 1, f"model.groups: must be >= 1 (got {m.groups})")
     _check(m.heads >= 1, f"model.heads: must be >= 1 (got {m.heads})")
 
@@ -496,6 +516,8 @@ def validate(cfg: Config) -> None:
     _check(s.tolerance > 0, f"scoring.tolerance: must be > 0 (got {s.tolerance})")
     _check(-1 <= s.threshold < 1, f"scoring.threshold: must be in [-1, 1) (got {s.threshold})")
     _check(s.min_size >= 1, f"scoring.min_size: must be >= 1 (got {s.min_size})")
+    _check(0 <= s.shape_min_r2 <= 1, f"scoring.shape_min_r2: must be in [0, 1] (got {s.shape_min_r2})")
+    _check(0 <= s.shape_min_height <= 1, f"scoring.shape_min_height: must be in [0, 1] (got {s.shape_min_height})")
 
     from .model import resolve_hook  # model.py imports this module; hook names live with the model
 
@@ -511,20 +533,19 @@ def validate(cfg: Config) -> None:
            f"probe.timestep: must be in [0, diffusion.timesteps - 1 = {f.timesteps - 1}] (got {p.timestep})")
     _check(4 <= p.grid <= 64, f"probe.grid: must be in [4, 64] (got {p.grid})")
     k = p.grid * p.grid
+    _choice(p.input, "probe.input", PROBE_INPUTS)
+    _check(1 <= p.draws <= 16, f"probe.draws: must be in [1, 16] (got {p.draws})")
     _check(p.noise_seed >= 0, f"probe.noise_seed: must be >= 0 (got {p.noise_seed})")
     _check(2 <= p.umap_neighbors < k,
            f"probe.umap_neighbors: must be in [2, probe.grid^2 - 1 = {k - 1}] (got {p.umap_neighbors})")
     _check(0 <= p.umap_min_dist <= 1, f"probe.umap_min_dist: must be in [0, 1] (got {p.umap_min_dist})")
     _check(p.umap_seed >= 0, f"probe.umap_seed: must be >= 0 (got {p.umap_seed})")
+    _check(p.keep_every >= 0, f"probe.keep_every: must be >= 0 (got {p.keep_every})")
     _check(2 <= p.knn < k / 2, f"probe.knn: must be >= 2 and < probe.grid^2 / 2 = {k / 2:g} (got {p.knn})")
     _check(p.ridge_alpha > 0, f"probe.ridge_alpha: must be > 0 (got {p.ridge_alpha})")
     _check(2 <= p.cv_folds <= min(20, k), f"probe.cv_folds: must be in [2, {min(20, k)}] (got {p.cv_folds})")
 
     ph = cfg.phase
-    for name, lo, hi in [("c_min_knn_overlap", 0, 1), ("c_min_trustworthiness", 0.5, 1),
-                         ("b_pr_fraction", 0, 1), ("b_min_decode", 0, 1), ("b_min_decode_gain", 0, 1)]:
+    for name in ("min_condition_share", "min_order_gain"):
         value = getattr(ph, name)
-        _check(lo <= value <= hi, f"phase.{name}: must be in [{lo}, {hi}] (got {value})")
-    _check(ph.c_max_dim > 0, f"phase.c_max_dim: must be > 0 (got {ph.c_max_dim})")
-    _check(ph.b_max_dim > 0, f"phase.b_max_dim: must be > 0 (got {ph.b_max_dim})")
-    _check(ph.b_max_pr >= 1, f"phase.b_max_pr: must be >= 1 (got {ph.b_max_pr})")
+        _check(-1 <= value <= 1, f"phase.{name}: must be in [-1, 1] (got {value})")

@@ -87,6 +87,14 @@ STRIPE_HEIGHT = 0.5  # a stripe adds g / 2 to I: its peak lifts a profile by 1/2
 # Pixels around a component whose intensity weighs in its centroid: at 3 px the tails left out
 # move the centroid by < 0.02 px for sigma <= 2 (1 px: up to 0.1 px).
 CENTROID_MARGIN = 3
+# The shape test of a bump or glyph component (`_shape_filter`): a fit of the image by the dataset's
+# own image rendered at the component's centroid, over the rendering's support (intensity >
+# SHAPE_SUPPORT) grown by a pixel. Exact renders of sigma 0.5-2 anywhere >= 1 px inside the frame fit
+# with R^2 >= 0.978 and height >= 0.97; the 51,580 components of 10,000 images of pure N(0, 1) noise
+# with R^2 <= 0.73 (<= 0.69 where the height is >= 0.5). The thresholds sit between the two.
+SHAPE_SUPPORT = 0.05
+SHAPE_MIN_R2 = 0.8
+SHAPE_MIN_HEIGHT = 0.5
 
 
 @dataclass
@@ -114,14 +122,24 @@ def detect(
     tolerance: float = 0.5,
     threshold: float = 0.0,
     min_size: int = 2,
+    expected=None,
+    shape_min_r2: float = SHAPE_MIN_R2,
+    shape_min_height: float = SHAPE_MIN_HEIGHT,
 ) -> Detection:
-    """Score [B, 1, N, N] images against their [B, 2] (x, y) conditions (rules: module doc)."""
+    """Score [B, 1, N, N] images against their [B, 2] (x, y) conditions (rules: module doc).
+
+    `expected` maps labels [M, 2] to the dataset's images of them ([M, 1, N, N] in [-1, 1], e.g.
+    `data.render_for`): with it, a bump or glyph component counts only if it has that shape
+    (`shape_min_r2`, `shape_min_height`; `_shape_filter`); without it, every component of
+    `min_size` lit pixels counts."""
     if tolerance <= 0:
         raise ConfigError(f"tolerance: must be > 0 (got {tolerance})")
     if kind not in KINDS:
         raise ConfigError(f"kind: must be one of {', '.join(KINDS)} (got {kind!r})")
     if min_size < 1:
         raise ConfigError(f"min_size: must be >= 1 (got {min_size})")
+    if not 0 <= shape_min_r2 <= 1:
+        raise ConfigError(f"shape_min_r2: must be in [0, 1] (got {shape_min_r2})")
     values = _as_numpy(images)
     shape = list(values.shape)
     if values.ndim == 4 and values.shape[1] == 1:
@@ -133,7 +151,8 @@ def detect(
         raise ConfigError(f"conditions: must be [{len(values)}, 2] (got {list(targets.shape)})")
 
     if kind == "bumps+stripes":
-        return _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold, min_size)
+        return _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold,
+                                         min_size, expected, shape_min_r2, shape_min_height)
     intensity = np.clip((values + 1) / 2, 0, 1)
     lit_fraction = (threshold + 1) / 2  # the threshold as a fraction of the peak intensity
     offset = (latent_size - image_size) / 2
@@ -141,8 +160,11 @@ def detect(
     if kind in ("bumps", "digits"):
         visible = np.ones(targets.shape, dtype=bool)
         glyph = kind == "digits"
+        shaped = None if expected is None else _shape_filter(intensity, expected, offset, torus, shape_min_r2,
+                                                             shape_min_height, balanced=not glyph)
         n_components, outcome, centroid = _find_bump(intensity, lit_fraction, min_size, torus,
-                                                     join=GLYPH_JOIN if glyph else 0, balanced=not glyph)
+                                                     join=GLYPH_JOIN if glyph else 0, balanced=not glyph,
+                                                     accept=shaped)
     else:
         visible = (targets >= offset) & (targets <= offset + image_size)
         n_components, outcome, centroid = _find_stripes(
@@ -159,7 +181,8 @@ def detect(
     return Detection(outcome, n_components, centroid, error, float(tolerance))
 
 
-def _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold, min_size):
+def _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic, tolerance, threshold, min_size,
+                              expected, shape_min_r2, shape_min_height):
     """Bumps where both labels are in the frame, stripes elsewhere, each by its own rule."""
     bump = in_frame(targets, image_size, latent_size)
     batch = len(targets)
@@ -167,7 +190,8 @@ def _detect_bumps_and_stripes(values, targets, image_size, latent_size, periodic
     centroid, error = np.full((batch, 2), np.nan), np.full((batch, 2), np.nan)
     for mask, kind in ((bump, "bumps"), (~bump, "stripes")):
         if mask.any():
-            part = detect(values[mask], targets[mask], kind, image_size, latent_size, periodic, tolerance, threshold, min_size)
+            part = detect(values[mask], targets[mask], kind, image_size, latent_size, periodic, tolerance, threshold,
+                          min_size, expected, shape_min_r2, shape_min_height)
             outcome[mask], n_components[mask], centroid[mask], error[mask] = (
                 part.outcome, part.n_components, part.centroid, part.error)
     return Detection(outcome, n_components, centroid, error, float(tolerance))
@@ -199,9 +223,9 @@ def summarize(det: Detection) -> dict:
 # label minus the offset), NaN where not located.
 
 
-def _find_bump(intensity, lit_fraction, min_size, torus, join=0, balanced=True):
+def _find_bump(intensity, lit_fraction, min_size, torus, join=0, balanced=True, accept=None):
     batch = len(intensity)
-    components, n_components = _components(intensity > lit_fraction, min_size, torus, join)
+    components, n_components = _components(intensity > lit_fraction, min_size, torus, join, accept)
     one = n_components == 1
     weights = intensity[one] * _grow(components[one], torus)
     centroid = np.full((batch, 2), np.nan)
@@ -234,12 +258,14 @@ def _find_stripes(intensity, lit_height, min_size, torus, visible):
 # Components, on the whole batch at once: [B, N] profiles or [B, N, N] images.
 
 
-def _components(lit: np.ndarray, min_size: int, torus: bool, join: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _components(lit: np.ndarray, min_size: int, torus: bool, join: int = 0,
+                accept=None) -> tuple[np.ndarray, np.ndarray]:
     """Pixels of components of >= min_size lit pixels, and the number of such components per image.
 
     Neighbours include diagonals; pixels of different images are never neighbours. On a torus,
     pixels on opposite frame edges are neighbours too. With `join`, the lit mask is dilated that
-    many times first, so that lit pixels up to 2 * join pixels apart share a component.
+    many times first, so that lit pixels up to 2 * join pixels apart share a component. `accept`
+    (labels, kept, lit, image_of_label) -> kept narrows the kept components further (`_shape_filter`).
     """
     batch = len(lit)
     structure = np.zeros((3,) * lit.ndim, dtype=bool)
@@ -253,7 +279,44 @@ def _components(lit: np.ndarray, min_size: int, torus: bool, join: int = 0) -> t
     kept[0] = False  # the background
     image_of_label = np.zeros(count + 1, dtype=int)
     image_of_label[labels.reshape(batch, -1)] = np.arange(batch)[:, None]
+    if accept is not None:
+        kept = accept(labels, kept, lit, image_of_label)
     return kept[labels], np.bincount(image_of_label[kept], minlength=batch)
+
+
+def _shape_filter(intensity, expected, offset, torus, min_r2, min_height, balanced=True):
+    """An `accept` for `_components`: keep the components that have the dataset's shape.
+
+    Each kept component's centroid is measured as for scoring (`_grow`, `_centroid`, `balanced` as
+    there) and rendered by
+    `expected` into a template T. Over the template's support (T > SHAPE_SUPPORT, grown by one
+    pixel) the image I is
+    fitted by least squares as I = height * T + background: the component is kept if the fit's
+    R^2 >= min_r2 (it has the template's shape) and height >= min_height (it rises above its
+    surroundings by that fraction of a full bump, whatever their level).
+    """
+    def accept(labels, kept, lit, image_of_label):
+        ids = np.flatnonzero(kept)
+        if not len(ids):
+            return kept
+        image = intensity[image_of_label[ids]]
+        weights = image * _grow(labels[image_of_label[ids]] == ids[:, None, None], torus)
+        centre = np.stack([_centroid(weights.sum(axis=1), torus, balanced), _centroid(weights.sum(axis=2), torus, balanced)],
+                          axis=1)
+        template = (_as_numpy(expected(centre + offset))[:, 0] + 1) / 2
+        # The template's support and one pixel around it: a narrow bump's support alone can be two or
+        # three pixels, which any blob fits; the ring must be as dark as the template's there.
+        support = ndimage.maximum_filter(template > SHAPE_SUPPORT, size=(1, 3, 3), mode="wrap" if torus else "constant")
+        count = support.sum((1, 2))
+        t = np.where(support, template - ((template * support).sum((1, 2)) / count)[:, None, None], 0)
+        i = np.where(support, image - ((image * support).sum((1, 2)) / count)[:, None, None], 0)
+        tt, ti, ii = (t * t).sum((1, 2)), (t * i).sum((1, 2)), (i * i).sum((1, 2))
+        height = ti / tt
+        r2 = ti * ti / np.maximum(tt * ii, 1e-300)
+        shaped = kept.copy()
+        shaped[ids] = (r2 >= min_r2) & (height >= min_height)
+        return shaped
+    return accept
 
 
 def _join_across_edges(labels: np.ndarray, count: int) -> tuple[np.ndarray, int]:

@@ -70,7 +70,8 @@ def save_score_curve(records: list[dict], group: str, path: Path, title: str) ->
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.stackplot(steps, *fracs.values(), labels=[f"{k}" for k in fracs], colors=list(OUTCOME_COLOURS.values()), alpha=0.85)
     ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
-    ax.set_xlim(steps.min(), steps.max())
+    if steps.max() > steps.min():  # one scored checkpoint: matplotlib pads the axis itself
+        ax.set_xlim(steps.min(), steps.max())
     ax.set_ylim(0, 1)
     ax.set_xlabel("training step")
     ax.set_ylabel(f"fraction of samples ({group})")
@@ -118,6 +119,39 @@ def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: l
     ax = axes[-1, 0]
     ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
     ax.set_xlabel("training step (background: phase A grey, B orange, C green)")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    plt.close(fig)
+
+
+def save_story(rows: list[dict], phase_cfg, path: Path, title: str) -> None:
+    """Generation and representation of one run on one step axis, phases as background: the outcome
+    fractions (stacked) above, condition_share and order_gain with the rule's thresholds below, so
+    that the lag between the ordered code and accurate generation shows. rows: phases.analyze_run's."""
+    steps = np.array([r["step"] for r in rows], dtype=float)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True)
+    scored = [r for r in rows if r.get("fractions")]
+    if scored:
+        s = np.array([r["step"] for r in scored], dtype=float)
+        fracs = {k: np.array([r["fractions"][k] for r in scored]) for k in OUTCOME_COLOURS}
+        top.stackplot(s, *fracs.values(), labels=list(fracs), colors=list(OUTCOME_COLOURS.values()), alpha=0.85)
+        top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="outcome")
+    top.set_ylim(0, 1)
+    top.set_ylabel("fraction of samples", fontsize=8)
+    for key, label in (("condition_share", "condition_share"), ("order_gain", "order gain (knn_overlap)")):
+        bottom.plot(steps, [np.nan if r.get(key) is None else r[key] for r in rows], marker="o", markersize=2.5, label=label)
+    bottom.axhline(phase_cfg.min_condition_share, color="C0", linestyle=":", linewidth=1)
+    bottom.axhline(phase_cfg.min_order_gain, color="C1", linestyle="--", linewidth=1)
+    bottom.set_ylim(-0.05, 1.05)
+    bottom.set_ylabel("representation", fontsize=8)
+    bottom.set_xlabel("training step (background: phase A grey, B orange, C green; lines: the rule's thresholds)")
+    bottom.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    for ax in (top, bottom):
+        for left, right, phase in zip(steps, list(steps[1:]) + [steps.max()], [r["phase"] for r in rows]):
+            ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
+        if steps.max() > steps.min():
+            ax.set_xlim(steps.min(), steps.max())
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))

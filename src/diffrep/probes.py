@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from .config import Config, DataConfig, ProbeConfig
-from .data import in_region
+from .data import in_region, render_for
 from .model import StopForward, resolve_hook
 from .rundir import RunDir, atomic_write, read_json, read_npz
 
@@ -92,36 +92,36 @@ def probe_conditions(data_cfg: DataConfig, grid: int) -> tuple[np.ndarray, np.nd
     return conditions, heldout
 
 
-def probe_input(image_size: int, timestep: int, schedule, noise_seed: int) -> torch.Tensor:
-    """The shared x_t [1, 1, N, N] on the CPU: a noised blank image (or pure noise without a schedule)."""
-    noise = torch.randn((1, 1, image_size, image_size), generator=torch.Generator().manual_seed(noise_seed))
-    if schedule is None:
-        return noise
-    blank = torch.full_like(noise, -1.0)  # background of the [-1, 1] storage: no bump
-    return schedule.add_noise(blank, noise, torch.tensor([timestep]))
+def probe_inputs(data_cfg: DataConfig, conditions, kind: str, timestep: int, schedule, noise_seed: int,
+                 draws: int) -> torch.Tensor:
+    """The noisy inputs x_t [draws, K, 1, N, N] (CPU, float32) of the probe set, one per condition and draw.
+
+    kind "independent": each condition and draw its own noise on a blank image (background -1, no
+    bump), as the sampler starts from its own noise per sample; "clean": each condition's own clean
+    image noised with its own noise; "shared": one noise draw per draw index, the same for every
+    condition, on a blank image (then every difference between conditions comes from (x, y) alone).
+    All noise comes from one generator seeded with `noise_seed`.
+    """
+    n, k = data_cfg.image_size, len(conditions)
+    generator = torch.Generator().manual_seed(noise_seed)
+    shape = (draws, 1 if kind == "shared" else k, 1, n, n)
+    noise = torch.randn(shape, generator=generator).expand(draws, k, 1, n, n)
+    x0 = render_for(conditions, data_cfg) if kind == "clean" else torch.full((k, 1, n, n), -1.0)
+    t = torch.full((k,), timestep, dtype=torch.long)
+    return torch.stack([schedule.add_noise(x0, noise[r], t) for r in range(draws)])
 
 
-def capture_activations(
-    model,
-    conditions,
-    layers,
-    timestep: int,
-    schedule_or_none,
-    image_size: int,
-    noise_seed: int,
-    batch_size: int = 256,
-) -> dict[str, np.ndarray]:
-    """{layer: [K, D] float32} activations of `layers` for the K conditions, from one shared x_t.
+def capture_activations(model, conditions, layers, inputs: torch.Tensor, timestep: int,
+                        batch_size: int = 256) -> dict[str, np.ndarray]:
+    """{layer: [K, D] float32} activations of `layers` for the K conditions on inputs [K, 1, N, N].
 
-    `schedule_or_none` is a `diffusion.NoiseSchedule` (x_t = noised blank image at `timestep`) or
-    None (x_t = pure noise). The model runs in eval mode under inference_mode; its training mode is
-    restored afterwards, so this can be called from inside a training loop. Deterministic: the same
-    model and arguments give identical arrays (fixed batch size, CPU-drawn noise).
+    The model runs in eval mode under inference_mode; its training mode is restored afterwards, so
+    this can be called from inside a training loop. Deterministic: the same model and arguments
+    give identical arrays (fixed batch size).
     """
     for name in layers:
         resolve_hook(name)
     device = next(model.parameters()).device
-    x_t = probe_input(image_size, timestep, schedule_or_none, noise_seed).to(device)
     conditions = torch.as_tensor(np.asarray(conditions), dtype=torch.float32)
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in layers}
     was_training = model.training
@@ -133,7 +133,7 @@ def capture_activations(
                 b = len(labels)
                 t = torch.full((b,), timestep, device=device, dtype=torch.long)
                 try:
-                    model(x_t.expand(b, -1, -1, -1), t, labels)
+                    model(inputs[start:start + b].to(device), t, labels)
                 except StopForward:  # every requested layer is recorded; the rest would be wasted
                     pass
                 for name in layers:
@@ -193,9 +193,15 @@ def umap_r2(acts, conds, n_neighbors: int = 15, min_dist: float = 0.1, seed: int
         random_state=seed,
         precomputed_knn=(idx, dist.astype(np.float32)),
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", and the like
-        embedding = reducer.fit_transform(data).astype(np.float64)
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "n_jobs overridden by random_state", and the like
+            embedding = reducer.fit_transform(data).astype(np.float64)
+    finally:
+        # umap's numba kernels reset the OpenMP thread count that torch reads (1 -> the core count):
+        # without this, a process that trains after a UMAP would sum in another order than one that never ran it.
+        torch.set_num_threads(threads)
     r2 = [LinearRegression().fit(embedding, conds[:, i]).score(embedding, conds[:, i]) for i in (0, 1)]
     return float(r2[0]), float(r2[1]), embedding
 
@@ -285,7 +291,10 @@ def neighbourhood_metrics(acts, conds, k: int = 10) -> tuple[float, float]:
 
 
 def _unique_rows(a: np.ndarray) -> np.ndarray:
-    return np.unique(a, axis=0)
+    """The distinct rows, in order of first appearance (rows compared as raw bytes: fast for long rows)."""
+    a = np.ascontiguousarray(a)
+    _, first = np.unique(a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel(), return_index=True)
+    return a[np.sort(first)]
 
 
 def twonn_dimension(acts) -> float:
@@ -399,17 +408,84 @@ def decoder_transfer(acts, conds, alpha: float = 1.0) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def condition_share(draws) -> float:
+    """The fraction of the activations' variation across conditions that the condition sets, from
+    R >= 2 independent noise draws [R, K, D] at the same K conditions: the mean inner product of two
+    different draws of the same condition over the mean squared norm of one draw, each draw's
+    features centred on their mean over the conditions. 1 when the activations depend on (x, y)
+    alone, about 0 when the noise alone moves them (whatever the condition does is swamped), whether
+    or not the map from (x, y) is ordered: it tells structure from none, not order from disorder."""
+    a = _centred_draws(draws)
+    return math.nan if a is None else _share(a, a.sum(0))
+
+
+def condition_share_null(draws, permutations: int = 20, seed: int = 0) -> float:
+    """`condition_share` with each draw after the first paired with randomly permuted conditions (the
+    mean over `permutations`): what the share is when the draws of a condition have nothing in common."""
+    a = _centred_draws(draws)
+    if a is None:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    k = a.shape[1]
+    return float(np.mean([_share(a, a[0] + sum(d[rng.permutation(k)] for d in a[1:])) for _ in range(permutations)]))
+
+
+def _centred_draws(draws) -> np.ndarray | None:
+    """The draws [R, K, D] with each draw's features centred over the conditions; None when the share
+    is undefined (one draw, non-finite values, or no variation at all)."""
+    a = _as64(draws)
+    if a.shape[0] < 2 or not np.isfinite(a).all():
+        return None
+    a = a - a.mean(axis=1, keepdims=True)
+    return a if (a * a).sum() > 0 else None
+
+
+def _share(a: np.ndarray, total: np.ndarray) -> float:
+    """Mean inner product of different draws over the mean squared norm of one, from the centred
+    draws [R, K, D] and the sum of the draws as paired (`total`, [K, D])."""
+    r = a.shape[0]
+    own = float(np.einsum("rkd,rkd->", a, a))
+    cross = float(np.einsum("kd,kd->", total, total)) - own  # the sum over pairs of different draws of <a_r, a_s>
+    return (cross / (r * (r - 1))) / (own / r)
+
+
+def knn_overlap_chance(conds, k: int = 10) -> float:
+    """The expected `knn_overlap` of activations unrelated to (x, y): each point's k activation-space
+    neighbours are then k random others, and a fraction |true neighbourhood| / (K - 1) of them is
+    true; averaged over the points (with the grid's ties, a true neighbourhood can exceed k)."""
+    conds = _as64(conds)
+    dt = _sq_distances(conds)
+    np.fill_diagonal(dt, np.inf)
+    kth = np.partition(dt, k - 1, axis=1)[:, k - 1]
+    true = dt <= kth[:, None] * (1 + 1e-9) + 1e-12
+    return float(true.sum(1).mean() / (len(conds) - 1))
+
+
+def trustworthiness_chance(n: int, k: int = 10) -> float:
+    """The expected trustworthiness of n points whose k nearest neighbours in activation space are
+    unrelated to (x, y): each neighbour's rank in (x, y) is uniform on 1..n-1, so its expected
+    excess over k is (n - 1 - k)(n - k) / (2 (n - 1)), and the trustworthiness formula gives
+    1 - (n - 1 - k)(n - k) / ((n - 1)(2n - 3k - 1)) (0.51 for n = 256, k = 10)."""
+    return 1.0 - (n - 1 - k) * (n - k) / ((n - 1) * (2 * n - 3 * k - 1))
+
+
 METRIC_KEYS = (
     "umap_r2_x", "umap_r2_y", "decode_r2_x", "decode_r2_y", "trustworthiness", "knn_overlap",
     "twonn_dim", "mle_dim", "participation_ratio", "xy_angle_deg", "xy_decoder_angle_deg",
-    "x_transfer_r2", "y_transfer_r2",
+    "x_transfer_r2", "y_transfer_r2", "condition_share", "condition_share_null", "knn_overlap_chance",
+    "trustworthiness_chance",
 )
+# The order of the code, averaged over the noise draws (the rule reads it); the other metrics describe
+# the first draw.
+PER_DRAW_KEYS = ("trustworthiness", "knn_overlap")
 
 
 def probe_metrics(acts, conds, cfg: ProbeConfig, return_embedding: bool = False):
     """All metrics of one layer as a flat {key: float or None} (keys `METRIC_KEYS`; the UMAP ones
-    are absent when cfg.umap is False). Non-finite values become None. With return_embedding,
-    (metrics, UMAP embedding [K, 3] or None).
+    are absent when cfg.umap is False). `acts` is [K, D] (one draw) or [R, K, D] (R noise draws at
+    the same K conditions): the `PER_DRAW_KEYS` are averaged over the draws, the others describe the
+    first draw, and `condition_share` and its null need R >= 2. Non-finite values become None. With
+    return_embedding, (metrics, UMAP embedding [K, 3] of the first draw, or None).
 
     BLAS runs single-threaded inside (threadpoolctl): these are small problems (K = 256), and
     several multi-threaded BLAS copies (numpy's, scipy's) next to a training process made them
@@ -417,11 +493,14 @@ def probe_metrics(acts, conds, cfg: ProbeConfig, return_embedding: bool = False)
     """
     from threadpoolctl import threadpool_limits
 
+    acts = _as64(acts)
+    draws = acts if acts.ndim == 3 else acts[None]
     with threadpool_limits(limits=1, user_api="blas"):
-        return _probe_metrics(_as64(acts), _as64(conds), cfg, return_embedding)
+        return _probe_metrics(draws, _as64(conds), cfg, return_embedding)
 
 
-def _probe_metrics(acts: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, return_embedding: bool):
+def _probe_metrics(draws: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, return_embedding: bool):
+    acts = draws[0]
     m: dict[str, float] = {}
     embedding = None
     if cfg.umap:
@@ -429,58 +508,67 @@ def _probe_metrics(acts: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, return
             acts, conds, cfg.umap_neighbors, cfg.umap_min_dist, cfg.umap_seed
         )
     m["decode_r2_x"], m["decode_r2_y"] = decoding_r2(acts, conds, cfg.ridge_alpha, cfg.cv_folds)
-    m["trustworthiness"], m["knn_overlap"] = neighbourhood_metrics(acts, conds, cfg.knn)
+    order = np.array([neighbourhood_metrics(a, conds, cfg.knn) for a in draws])
+    m["trustworthiness"], m["knn_overlap"] = order.mean(axis=0)
     m["twonn_dim"] = twonn_dimension(acts)
     m["mle_dim"] = mle_dimension(acts, cfg.knn)
     m["participation_ratio"] = participation_ratio(acts)
     m["xy_angle_deg"] = coding_direction_angle(acts, conds, "encoding")
     m["xy_decoder_angle_deg"] = coding_direction_angle(acts, conds, "decoding", cfg.ridge_alpha)
     m["x_transfer_r2"], m["y_transfer_r2"] = decoder_transfer(acts, conds, cfg.ridge_alpha)
+    m["condition_share"] = condition_share(draws)
+    m["condition_share_null"] = condition_share_null(draws)
+    m["knn_overlap_chance"] = knn_overlap_chance(conds, cfg.knn)
+    m["trustworthiness_chance"] = trustworthiness_chance(len(conds), cfg.knn)
     m = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in m.items()}
     return (m, embedding) if return_embedding else m
 
 
 def probe_checkpoint(model, cfg: Config, schedule) -> dict:
     """Probe every layer of cfg.probe on one model: {"conditions", "heldout", "layers": {layer:
-    {"metrics", "embedding" ([K, 3] or None), "activations" ([K, D])}}}."""
+    {"metrics", "embedding" ([K, 3] or None), "activations" ([R, K, D], one per noise draw)}}}."""
     p = cfg.probe
     conds, heldout = probe_conditions(cfg.data, p.grid)
-    acts = capture_activations(model, conds, p.layers, p.timestep, schedule, cfg.data.image_size, p.noise_seed)
+    inputs = probe_inputs(cfg.data, conds, p.input, p.timestep, schedule, p.noise_seed, p.draws)
+    per_draw = [capture_activations(model, conds, p.layers, x_t, p.timestep) for x_t in inputs]
     layers = {}
-    for name, a in acts.items():
+    for name in p.layers:
+        a = np.stack([d[name] for d in per_draw])
         metrics, embedding = probe_metrics(a, conds, p, return_embedding=True)
         layers[name] = {"metrics": metrics, "embedding": embedding, "activations": a}
     return {"conditions": conds, "heldout": heldout, "layers": layers}
 
 
-# ----------------------------------------------------------------------------
-# Probe results in the run directory: probes/step_XXXXXXXX.json (metrics) and .npz (arrays).
-
-
 def probe_dir(run: RunDir, cfg: Config) -> Path:
-    """probes/ for the run's own probe set; probes-t{T}-g{G}-n{S}/ for another timestep, grid or
-    noise seed (`diffrep probe --timestep ...`), so that no re-probe overwrites another set's results."""
+    """probes/ for the run's own probe set; probes-{input}-t{T}-g{G}-r{R}-n{S}/ for another input,
+    timestep, grid, number of draws or noise seed (`diffrep probe --timestep ...`), so that no
+    re-probe overwrites another set's results."""
     own, p = run.config().probe, cfg.probe
-    if (p.timestep, p.grid, p.noise_seed) == (own.timestep, own.grid, own.noise_seed):
+    key = lambda q: (q.input, q.timestep, q.grid, q.draws, q.noise_seed)  # noqa: E731
+    if key(p) == key(own):
         return run.path / "probes"
-    return run.path / f"probes-t{p.timestep}-g{p.grid}-n{p.noise_seed}"
+    return run.path / f"probes-{p.input}-t{p.timestep}-g{p.grid}-r{p.draws}-n{p.noise_seed}"
 
 
-def write_probe(run: RunDir, step: int, result: dict, cfg: Config) -> None:
-    """Write (or add layers to) the probe files of a checkpoint: layers probed before are kept."""
+def write_probe(run: RunDir, step: int, result: dict, cfg: Config, phases: dict[str, str], rule: str,
+                keep_activations: bool = True) -> None:
+    """Write (or add layers to) the probe files of a checkpoint: layers probed before are kept. The
+    JSON holds each layer's metrics, its phase and the phase rule that labelled it (`phases.rule_id`);
+    the npz the probe conditions and the activations of the first noise draw (float16), for pictures."""
     folder = probe_dir(run, cfg)
     folder.mkdir(exist_ok=True)
     json_path, npz_path = folder / f"step_{step:08d}.json", folder / f"step_{step:08d}.npz"
-    record = read_json(json_path) if json_path.exists() else {"step": step, "layers": {}}
-    record["timestep"] = cfg.probe.timestep
+    record = read_json(json_path) if json_path.exists() else {"step": step, "layers": {}, "phases": {}}
+    record.update({"input": cfg.probe.input, "timestep": cfg.probe.timestep, "draws": cfg.probe.draws, "rule": rule})
     record["layers"].update({name: layer["metrics"] for name, layer in result["layers"].items()})
+    record.setdefault("phases", {}).update(phases)
     arrays = read_npz(npz_path) if npz_path.exists() else {}
     arrays.update({"conditions": result["conditions"], "heldout": result["heldout"]})
     for name, layer in result["layers"].items():
         if layer["embedding"] is not None:
             arrays[f"umap.{name}"] = layer["embedding"]
-        if cfg.probe.save_activations:
-            arrays[f"activations.{name}"] = layer["activations"].astype(np.float16)
+        if keep_activations:
+            arrays[f"activations.{name}"] = layer["activations"][0].astype(np.float16)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(npz_path, buffer.getvalue())

@@ -11,14 +11,16 @@ import html
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .phases import analyze_run
-from .plots import save_metric_curves, save_score_curve, save_umap_grid
-from .probes import load_probes, probe_dir
+from .plots import save_metric_curves, save_score_curve, save_story, save_umap_grid
+from .probes import load_probes, probe_dir, umap_r2
 from .rundir import RunDir, atomic_write, read_npz
 from .scoring import load_scores, sampler_tag
 
-CURVE_METRICS = ["knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x", "x_transfer_r2"]
+CURVE_METRICS = ["condition_share", "knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x"]
 
 
 def write_score_curve(run: RunDir, cfg: Config) -> Path | None:
@@ -46,12 +48,26 @@ def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[Path]:
         save_metric_curves(rows, [r for r in probed if layer in r["layers"]], layer, CURVE_METRICS, path,
                            f"{run.path.name}: {layer}")
         written.append(path)
+        path = folder / f"story_{layer}.png"
+        save_story(rows, cfg.phase, path, f"{run.path.name}: {layer}, phases and generation on one time axis")
+        written.append(path)
         panels, conditions = [], None
-        for r in per_phase(rows):
-            npz = read_npz(folder / f"step_{r['step']:08d}.npz")
-            if f"umap.{layer}" in npz:
-                panels.append((r["step"], r["phase"], npz[f"umap.{layer}"]))
-                conditions = npz["conditions"]
+        kept = {}
+        for r in rows:
+            npz_path = folder / f"step_{r['step']:08d}.npz"
+            npz = read_npz(npz_path) if npz_path.exists() else {}
+            if f"activations.{layer}" in npz:
+                kept[r["step"]] = npz
+        for r in per_phase([r for r in rows if r["step"] in kept]):
+            npz = kept[r["step"]]
+            conditions = npz["conditions"]
+            embedding = npz.get(f"umap.{layer}")
+            if embedding is None:  # not computed while training: from the kept activations
+                p = cfg.probe
+                embedding = umap_r2(npz[f"activations.{layer}"].astype(np.float64), conditions, p.umap_neighbors,
+                                    p.umap_min_dist, p.umap_seed)[2]
+            if embedding is not None:
+                panels.append((r["step"], r["phase"], embedding))
         if panels:
             path = folder / f"umap_{layer}.png"
             save_umap_grid(panels, conditions, path, f"{run.path.name}: 3D UMAP of {layer} (first two coordinates)")
@@ -70,22 +86,33 @@ def per_phase(rows: list[dict]) -> list[dict]:
 
 
 def summary_lines(run: RunDir, cfg: Config, analysis: dict) -> list[str]:
-    """A short text summary: phase boundaries, agreement, correlation, final accuracy."""
+    """A short text summary: final accuracy (DDPM where the run has it), phase and outcome onsets,
+    the lag from phase C to accurate generation, agreement, correlation."""
     lines = []
+    final = [r for r in run.metrics() if "final.sampler" in r]
+    if final:
+        f = final[-1]
+        lines.append(f"final accuracy (step {f['step']}, {f['final.sampler']}): {f['final.train.accuracy']:.3f} "
+                     f"(several {f['final.train.frac_several']:.2f}, wrong {f['final.train.frac_wrong']:.2f}, "
+                     f"none {f['final.train.frac_none']:.2f})")
     scores = load_scores(run, sampler_tag(cfg))
     if scores:
         last = scores[-1]
         g = last["groups"]["train"]
-        lines.append(f"final accuracy (step {last['step']}, {last['sampler']}): {g['accuracy']:.3f} "
-                     f"(several {g['frac_several']:.2f}, wrong {g['frac_wrong']:.2f}, none {g['frac_none']:.2f})")
+        lines.append(f"{'' if final else 'final '}accuracy (step {last['step']}, {last['sampler']}, the curves' sampler): "
+                     f"{g['accuracy']:.3f} (several {g['frac_several']:.2f}, wrong {g['frac_wrong']:.2f}, "
+                     f"none {g['frac_none']:.2f})")
         for group, h in last["groups"].items():
             if group != "train":
                 lines.append(f"  {group}: accuracy {h['accuracy']:.3f}")
     for layer, s in analysis["layers"].items():
-        first = s["first_step"]
+        first, outcome = s["first_step"], s["first_outcome"]
         rho, agree = s["rank_correlation"]["rho"], s["agreement"]
-        lines.append(f"{layer}: first A at step {first['A']}, first B at {first['B']}, first C at {first['C']}; "
-                     f"agreement with outcomes {'-' if agree is None else f'{agree:.2f}'}; "
+        lines.append(f"{layer}: phases A from step {first['A']}, B from {first['B']}, C from {first['C']} "
+                     f"({'in order' if s['in_order'] else 'not in order'}, rule {analysis['rule']}); "
+                     f"accuracy >= 0.5 from {s['first_accurate']} (lag after C: {s['lag_c_to_accurate']})")
+        lines.append(f"  most frequent outcome first: " + ", ".join(f"{k} at {v}" for k, v in outcome.items() if v is not None)
+                     + f"; agreement of phase and outcome {'-' if agree is None else f'{agree:.2f}'}; "
                      f"Spearman rho(knn_overlap, accuracy) {'-' if rho is None else f'{rho:.2f}'} (n = {s['rank_correlation']['n']})")
     return lines
 

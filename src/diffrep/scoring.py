@@ -138,7 +138,9 @@ def score_model(model, cfg: Config, evalset: EvalSet | None = None):
     sampler = make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None, s.eta)
     images = sample(model, sampler, evalset.conditions, d.image_size, seed=s.seed).cpu()
     det = detect(images, evalset.conditions, kind=d.kind, image_size=d.image_size, latent_size=d.latent_size,
-                 periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size)
+                 periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size,
+                 expected=lambda labels: render_for(labels, d), shape_min_r2=s.shape_min_r2,
+                 shape_min_height=s.shape_min_height)
     loss = denoising_loss(model, cfg, evalset.conditions)
     summary = {"sampler": sampler_tag(cfg), "tolerance": s.tolerance, "groups": {}}
     for i, name in enumerate(evalset.names):
@@ -152,11 +154,12 @@ def score_model(model, cfg: Config, evalset: EvalSet | None = None):
     return summary, per_sample, images
 
 
-def flat_record(step: int, summary: dict) -> dict:
-    """One metrics.jsonl line: {"step", "score.sampler", "score.train.accuracy", ...}."""
-    record = {"step": step, "score.sampler": summary["sampler"]}
+def flat_record(step: int, summary: dict, prefix: str = "score") -> dict:
+    """One metrics.jsonl line: {"step", "score.sampler", "score.train.accuracy", ...} (`prefix`
+    "final" for the final DDPM scoring of a finished run: "final.sampler", "final.train.accuracy", ...)."""
+    record = {"step": step, f"{prefix}.sampler": summary["sampler"]}
     for group, values in summary["groups"].items():
-        record.update({f"score.{group}.{k}": v for k, v in values.items()})
+        record.update({f"{prefix}.{group}.{k}": v for k, v in values.items()})
     return record
 
 

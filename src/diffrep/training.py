@@ -30,8 +30,8 @@ from .diffusion import NoiseSchedule
 from .model import UNet, build_model
 from .rundir import STATE_PREFIXES, CheckpointError, RunDir
 from . import probes, scoring
-from .phases import classify
-from .probes import load_probes, probe_checkpoint, write_probe
+from .phases import classify, rule_id
+from .probes import probe_checkpoint, write_probe
 from .scoring import evaluation_set, score_model, write_scores
 
 
@@ -159,7 +159,7 @@ class Trainer:
         self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
         self.step = 0
         # Built on first use, for scoring and probing during training.
-        self.eval_model, self.evalset, self.init_probe = None, None, None
+        self.eval_model, self.evalset = None, None
         # Sums over the current logging interval: loss, count, then per-bucket sums and counts.
         self.accum = torch.zeros(2 + 2 * t.loss_buckets, dtype=torch.float64)
 
@@ -202,23 +202,32 @@ class Trainer:
                 p.copy_(weights[name])
         return self.eval_model.eval()
 
-    def score(self) -> None:
+    def score(self, cfg: Config | None = None, prefix: str = "score") -> None:
+        cfg = cfg or self.cfg
         if self.evalset is None:
             self.evalset = evaluation_set(self.cfg)
-        summary, per_sample, images = score_model(self.evaluated_model(), self.cfg, self.evalset)
+        summary, per_sample, images = score_model(self.evaluated_model(), cfg, self.evalset)
         write_scores(self.run, self.step, summary, per_sample, images)
-        self.run.append_metrics(scoring.flat_record(self.step, summary))
+        self.run.append_metrics(scoring.flat_record(self.step, summary, prefix))
+
+    def score_final(self) -> None:
+        """The finished run's last checkpoint scored with DDPM over all T steps (`scoring.final_ddpm`):
+        the unbiased final numbers, as `final.*` in metrics.jsonl. Done once: a resume of a finished run
+        whose last metrics line lacks them (killed while scoring) scores it again."""
+        if not (self.cfg.scoring.final_ddpm and self.cfg.scoring.during_training):
+            return
+        if any("final.sampler" in r for r in self.run.metrics() if r["step"] == self.step):
+            return
+        self.score(self.cfg.with_overrides({"scoring.sampler": "ddpm"}), prefix="final")
 
     def probe(self) -> None:
-        result = probe_checkpoint(self.evaluated_model(), self.cfg, self.schedule)
-        metrics = {name: layer["metrics"] for name, layer in result["layers"].items()}
-        if self.step == 0:
-            self.init_probe = metrics
-        elif self.init_probe is None:  # resumed: the initialization's metrics are on disk
-            initial = [r for r in load_probes(self.run, self.cfg) if r["step"] == 0]
-            self.init_probe = initial[0]["layers"] if initial else {}
-        labels = {name: classify(m, self.init_probe.get(name), self.cfg.phase) for name, m in metrics.items()}
-        write_probe(self.run, self.step, result, self.cfg)
+        cfg, every = self.cfg, self.cfg.probe.keep_every
+        keep = every > 0 and (self.step % every == 0 or self.step == cfg.training.steps)
+        if not keep:  # UMAP, like the kept activations, at a few checkpoints only
+            cfg = cfg.with_overrides({"probe.umap": False})
+        result = probe_checkpoint(self.evaluated_model(), cfg, self.schedule)
+        labels = {name: classify(layer["metrics"], self.cfg.phase) for name, layer in result["layers"].items()}
+        write_probe(self.run, self.step, result, cfg, labels, rule_id(cfg.phase), keep_activations=keep)
         self.run.append_metrics(probes.flat_record(self.step, result, labels))
 
     def load_state(self, step: int) -> bool:
@@ -369,6 +378,8 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
                         f"interrupted at step {trainer.step}, checkpoint written; "
                         f"resume with: diffrep train --resume {run.path}"
                     )
+            if finished:
+                trainer.score_final()
         except TrainingDiverged as e:
             last = run.checkpoint_steps()[-1]
             raise TrainingDiverged(
