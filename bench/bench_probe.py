@@ -7,7 +7,7 @@ on the weights, only on the model's shape and the number of conditions); with RU
 weights of checkpoint --step (default: the latest). For each grid size G (G x G conditions;
 G = 32 is the 1,024 conditions of the probe issue) it times, in this order:
 
-  capture   `probes.capture_activations` of --layers at the config's probe timestep
+  capture   `probes.capture_activations` of --layers on one noise draw of the config's probe input
   metrics   `probes.probe_metrics` without UMAP (ridge decoding, trustworthiness, kNN overlap,
             TwoNN, Levina-Bickel, participation ratio, coding angles, decoder transfer)
   umap      `probes.umap_r2` (UMAP to 3D + the two regressions). The very first UMAP call of a
@@ -35,7 +35,7 @@ import torch
 from diffrep.config import ConfigError, make_config
 from diffrep.diffusion import NoiseSchedule
 from diffrep.model import build_model
-from diffrep.probes import capture_activations, probe_conditions, probe_metrics, umap_r2
+from diffrep.evaluation.probes import capture_activations, probe_conditions, probe_inputs, probe_metrics, umap_r2
 from diffrep.rundir import RunDir
 from diffrep.training import load_model
 
@@ -59,8 +59,8 @@ def time_probe(model, cfg, layers: list[str], grid: int) -> dict:
     it is warm) on a grid x grid probe set of `layers` of `model`, with cfg's probe settings."""
     p = cfg.probe
     conds, _ = probe_conditions(cfg.data, grid)
-    acts, capture_s = timed(capture_activations, model, conds, layers, p.timestep, NoiseSchedule(cfg.diffusion),
-                            cfg.data.image_size, p.noise_seed)
+    inputs = probe_inputs(cfg.data, conds, p.input, p.timestep, NoiseSchedule(cfg.diffusion), p.noise_seed, 1)[0]
+    acts, capture_s = timed(capture_activations, model, conds, layers, inputs, p.timestep)
     metrics_s = umap_s = 0.0
     for a in acts.values():
         metrics_s += timed(probe_metrics, a, conds, dataclasses.replace(p, umap=False))[1]

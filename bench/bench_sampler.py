@@ -22,7 +22,7 @@ import time
 import torch
 
 from diffrep.rundir import RunDir
-from diffrep.scoring import evaluation_set, score_model
+from diffrep.evaluation.scoring import evaluation_set, score_model
 from diffrep.training import load_model
 
 KEYS = ("accuracy", "frac_several", "frac_wrong", "frac_none", "frac_accurate")

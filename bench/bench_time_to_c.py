@@ -124,7 +124,6 @@ No assertions on speed; the last line printed is one JSON object with every numb
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import platform
@@ -140,18 +139,16 @@ from torch import nn
 from bench_train import count_step_flops, sync
 from diffrep.config import Config, ConfigError, DiffusionConfig, make_config, parse_override
 from diffrep.diffusion import NoiseSchedule
-from diffrep.model import SinusoidalEncoding, StopForward, resolve_hook
+from diffrep.evaluation.evaluate import Evaluator
+from diffrep.model import SinusoidalEncoding, capture_outputs
 from diffrep.rundir import RunDir
-from diffrep.sweep import expand_grid, parse_grid
+from diffrep.sweep.grid import expand_grid, parse_grid
 from diffrep.training import EMA, Trainer, adamw, checkpoint_schedule, learning_rate, resolve_device
 
 
 class DiffusersUNet(nn.Module):
     """diffusers.UNet2DModel behind diffrep's model interface: (x_t, t, labels[, drop_labels]) -> eps,
     and `capture` of hook points (module docstring: the architecture)."""
-
-    # diffrep hook point -> the analogous diffusers block, in forward order
-    HOOKS = {"down3": lambda unet: unet.down_blocks[-1], "mid": lambda unet: unet.mid_block}
 
     def __init__(self, cfg: Config):
         # diffusers is imported where the baseline is built, so that the diffrep contestant (`race`,
@@ -181,30 +178,9 @@ class DiffusersUNet(nn.Module):
             emb = emb * (~drop_labels).to(emb.dtype)[:, None]
         return self.unet(x, t, class_labels=emb).sample
 
-    @contextlib.contextmanager
     def capture(self, names, stop_early: bool = False):
         """`diffrep.model.UNet.capture` on the analogous blocks (layer4 = down3, mid = bottleneck)."""
-        hooks = {name: resolve_hook(name) for name in names}
-        unsupported = sorted({h for h in hooks.values() if h not in self.HOOKS})
-        if unsupported:
-            raise ConfigError(f"probe.layers: the diffusers baseline has no analogue of {', '.join(unsupported)}; "
-                              f"allowed: layer4 (down3), mid (bottleneck)")
-        order = list(self.HOOKS)
-        last = max(hooks.values(), key=order.index)
-        acts: dict[str, torch.Tensor] = {}
-
-        def record(name, out):
-            acts[name] = (out[0] if isinstance(out, tuple) else out).detach()  # down blocks return (h, skips)
-            if stop_early and hooks[name] == last and all(n in acts for n in names):
-                raise StopForward
-
-        handles = [self.HOOKS[hook](self.unet).register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
-                   for name, hook in hooks.items()]
-        try:
-            yield acts
-        finally:
-            for h in handles:
-                h.remove()
+        return capture_outputs({"down3": self.unet.down_blocks[-1], "mid": self.unet.mid_block}, names, stop_early)
 
 
 class DiffusersNoising(NoiseSchedule):
@@ -275,10 +251,10 @@ def step_times_side_by_side(cfg: Config, baseline_cfg: Config, steps: int, warmu
 
 
 def evaluate(trainer: Trainer) -> dict:
-    """Score and probe the trainer's current step as `diffrep train` does; the numbers it logged."""
+    """Score and probe the trainer's current step as `diffrep train` does (without the final DDPM
+    scoring); the numbers it logged."""
     t0 = time.perf_counter()
-    trainer.score()
-    trainer.probe()
+    Evaluator(trainer.cfg.with_overrides({"scoring.final_ddpm": False}), trainer.run)(trainer.evaluated_model(), trainer.step)
     logged = {}
     for record in trainer.run.metrics():
         if record["step"] == trainer.step:

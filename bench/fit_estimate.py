@@ -1,4 +1,4 @@
-"""Fit the sweep time estimate (diffrep.experiments.run_seconds) to runs measured on this machine.
+"""Fit the sweep time estimate (diffrep.experiments.catalog.run_seconds) to runs measured on this machine.
 
     .venv/bin/python bench/fit_estimate.py runs/*-laptop [--concurrent 2]
 
@@ -24,7 +24,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from diffrep.config import Config
-from diffrep.experiments import CHECKPOINT_SECONDS, FIXED_COST, STEP_SECONDS, run_seconds
+from diffrep.experiments.catalog import CHECKPOINT_SECONDS, FIXED_COST, STEP_SECONDS, run_seconds
 from diffrep.rundir import RunDir
 from diffrep.training import is_finished
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from diffrep.config import ConfigError
 from diffrep.data import render
-from diffrep.detect import ACCURATE, NONE, OUTCOMES, SEVERAL, WRONG, detect, summarize
+from diffrep.evaluation.detect import ACCURATE, NONE, OUTCOMES, SEVERAL, WRONG, detect, summarize
 
 N = 32
 SIGMAS = (0.5, 0.7, 1.0, 1.5, 2.0)

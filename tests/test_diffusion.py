@@ -7,7 +7,7 @@ import torch
 
 from diffrep.config import ConfigError, DiffusionConfig, make_config
 from diffrep.data import render
-from diffrep.diffusion import DDIMSampler, DDPMSampler, NoiseSchedule, make_sampler, sample
+from diffrep.diffusion import DDIMSampler, DDPMSampler, NoiseSchedule, make_sampler, min_snr_weights, sample
 from diffrep.model import build_model
 
 SCHEDULE = NoiseSchedule(DiffusionConfig())
@@ -78,3 +78,16 @@ def test_make_sampler_rejects_bad_choices():
         make_sampler("ddim", SCHEDULE, 0)
     with pytest.raises(ConfigError, match="--sampler"):
         make_sampler("euler", SCHEDULE)
+
+
+def test_min_snr_weights_only_the_nearly_clean_timesteps():
+    cfg = make_config("default", {"training.loss_weighting": "min_snr", "training.min_snr_gamma": 5.0})
+    schedule = NoiseSchedule(cfg.diffusion)
+    timesteps = torch.arange(cfg.diffusion.timesteps)
+    weights = min_snr_weights(schedule, timesteps, cfg.training.min_snr_gamma).double()
+    snr = schedule.snr(timesteps)
+    noisy = snr <= 5.0
+    assert 0 < noisy.sum() < len(timesteps)  # both regimes occur on the linear schedule
+    assert torch.all(weights[noisy] == 1)
+    assert torch.allclose(weights[~noisy], 5.0 / snr[~noisy])
+    assert weights[0] < 0.01 and torch.all(weights[1:] >= weights[:-1])  # t = 0 (SNR ~ 1e4) barely counts

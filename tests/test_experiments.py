@@ -1,4 +1,4 @@
-"""Experiments (diffrep/experiments.py, diffrep/analyses.py): every one end to end at the tiny scale,
+"""Experiments (diffrep/experiments/): every one end to end at the tiny scale,
 and the verdict rules on synthetic sweeps whose answer is known.
 
 End to end: a module fixture trains the tiny runs of every training experiment but `density` with
@@ -24,13 +24,18 @@ from pathlib import Path
 
 import pytest
 
-from diffrep import analyses, experiments, stats
-from diffrep.analyses import Context, steps_to_enter
+from diffrep.experiments import ablation, catalog, density, holes, imbalance, sigma, stats, stripes
+from diffrep.experiments import phases as phases_experiment
+from diffrep.experiments import common
+from diffrep.experiments.common import Context
 from diffrep.cli import main
 from diffrep.config import make_config
 from diffrep.experiments import EXPERIMENTS, estimate_seconds, plan, run_experiment
 from diffrep.percolation import cluster_row, onset
-from diffrep.sweep import expand_grid, flatten_config, prepare_sweep_dir, run_one
+from diffrep.report import write_sweep_report
+from diffrep.sweep.grid import expand_grid
+from diffrep.sweep.runner import prepare_sweep_dir, run_one
+from diffrep.sweep.tables import flatten_config, time_to
 
 EXPECTED_STATISTICS = {
     "phases": {"first_step_A", "first_step_B", "first_step_C", "first_step_wrong", "first_step_accurate",
@@ -62,7 +67,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
         if e.trains:
             assert plan(name, "full").base.preset == "paper"
             laptop = plan(name, "laptop").base.training
-            # the laptop scale ends where the default preset's cosine ends (experiments.LAPTOP_RUN)
+            # the laptop scale ends where the default preset's cosine ends (catalog.LAPTOP_RUN)
             assert laptop.steps == make_config("default").training.steps
             assert plan(name, "full").base.training.steps == 50000
             if name == "phases":  # eight seeds that chose nothing, a checkpoint every 25 steps
@@ -75,7 +80,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
 
 def test_the_wall_time_table_in_the_docstring_is_the_estimate():
     table = {name: (int(runs), int(minutes)) for name, runs, minutes in
-             re.findall(r"^    (\w+) +(\d+) +~(\d+) min$", experiments.__doc__, re.M)}
+             re.findall(r"^    (\w+) +(\d+) +~(\d+) min$", catalog.__doc__, re.M)}
     assert set(table) == {name for name, e in EXPERIMENTS.items() if e.trains}
     for name, (runs, minutes) in table.items():
         p = plan(name, "laptop")
@@ -127,6 +132,7 @@ def check_outputs(sweep_dir: Path, findings: dict, name: str) -> None:
 @pytest.mark.parametrize("name", PRETRAINED)
 def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
     outcome = run_experiment(name, "tiny", tiny_sweeps / name, quiet=True)
+    write_sweep_report(outcome.sweep_dir, outcome.rows, findings=outcome.findings)
     assert outcome.results and all(r["status"] == "skipped" for r in outcome.results)  # trained by the fixture
     findings = outcome.findings
     check_outputs(tiny_sweeps / name, findings, name)
@@ -138,7 +144,7 @@ def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
     if name in ("phases", "digits"):  # the verdict follows the statistics, whatever 12 steps learned
         reached_c = sum(v is not None for e in findings["statistics"]["first_step_C"]["per_setting"] for v in e["values"])
         order = next(p for p in findings["predictions"] if p["name"] == "order")
-        assert (order["verdict"] == "not measurable") == (reached_c < analyses.MIN_MEASURED_RUNS)
+        assert (order["verdict"] == "not measurable") == (reached_c < phases_experiment.MIN_MEASURED_RUNS)
         assert findings["verdict"].split(":")[0] == stats.overall(findings["predictions"])
     if name == "imbalance":
         assert re.match(r"(coupled|factorized|mixed|not reached)", findings["verdict"])
@@ -248,10 +254,11 @@ def context(tmp_path, name, **params):
     return Context(out=tmp_path, base=p.base, params={**p.params, **params}, name=name)
 
 
-def test_steps_to_enter_ignores_a_phase_held_from_initialization():
+def test_steps_to_phase_c_is_the_first_checkpoint_labelled_c():
+    # One definition, used by every report: a run in C from its initialization is in C at step 0.
     rows = [{"run": r, "step": s, "phase.layer4": label} for r, labels in
             [("from_init", "CCBC"), ("trained", "ABCC"), ("never", "ABBB")] for s, label in zip((0, 1, 2, 3), labels)]
-    assert steps_to_enter(rows, "layer4") == {"from_init": 3, "trained": 2, "never": None}
+    assert time_to(rows, "phase.layer4", "C") == {"from_init": 0, "trained": 2, "never": None}
 
 
 @pytest.mark.parametrize("times, verdict", [
@@ -264,7 +271,7 @@ def test_steps_to_enter_ignores_a_phase_held_from_initialization():
 def test_density_verdict_follows_the_ranks_of_increment_and_time(tmp_path, times, verdict):
     runs = [(f"{inc}-{seed}", {"data.dx": inc, "data.dy": inc, "training.seed": seed}, phase_track(t))
             for inc, pair in times.items() for seed, t in enumerate(pair)]
-    result = analyses.analyze_density(synthetic(runs), context(tmp_path, "density"))
+    result = density.analyze_density(synthetic(runs), context(tmp_path, "density"))
     assert result["verdict"].startswith(verdict)
     entry = {e["label"]: e for e in result["statistics"]["steps_to_phase_C"]["per_setting"]}["increment 1"]
     assert entry["values"] == list(times[1.0]) and entry["n_reached"] == sum(t is not None for t in times[1.0])
@@ -292,7 +299,7 @@ def test_imbalance_verdict_from_timing_and_transfer(tmp_path, fine, coarse, tran
     runs = [("even", {"data.dx": 0.5, "data.dy": 0.5}, axis_track(500, 500, 0.0)),
             ("x-fine", {"data.dx": 0.05, "data.dy": 0.5}, axis_track(fine, coarse, transfer)),
             ("y-fine", {"data.dx": 0.5, "data.dy": 0.05}, axis_track(coarse, fine, transfer))]
-    result = analyses.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))
+    result = imbalance.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))
     assert result["verdict"].split(" (")[0] == verdict
     coupling = result["statistics"]["coupling"]["value"]
     assert [c["label"] for c in coupling] == ["dx 0.05, dy 0.5", "dx 0.5, dy 0.05"]  # dx = dy is not imbalanced
@@ -312,7 +319,7 @@ def test_holes_verdict_per_region_family_and_width(tmp_path):
     runs = [("sq0", {"data.holdout": squares, "training.seed": 0}, scores(0.9, [0.85, 0.2], 2.0)),
             ("sq1", {"data.holdout": squares, "training.seed": 1}, scores(0.8, [0.8, 0.3], 2.0)),
             ("band", {"data.holdout": band}, scores(0.1, [0.0]))]
-    result = analyses.analyze_holes(synthetic(runs), context(tmp_path, "holes"))
+    result = holes.analyze_holes(synthetic(runs), context(tmp_path, "holes"))
     words = dict(part.split(": ", 1) for part in result["verdict"].removeprefix(
         "held-out / in-distribution accuracy: ").split("; "))
     assert words["interior square W=2"].startswith("interpolates")  # (0.85 / 0.9 + 0.8 / 0.8) / 2 = 0.97
@@ -337,7 +344,7 @@ def test_holes_verdict_per_region_family_and_width(tmp_path):
 ])
 def test_phases_predictions_and_their_verdicts(tmp_path, tracks, expected):
     runs = [(f"seed{i}", {"training.seed": i}, phase_track(**t)) for i, t in enumerate(tracks)]
-    result = analyses.analyze_phases(synthetic(runs), context(tmp_path, "phases"))
+    result = phases_experiment.analyze_phases(synthetic(runs), context(tmp_path, "phases"))
     found = {p["name"]: p["verdict"] for p in result["predictions"]}
     assert {k: found[k] for k in expected} == expected
     assert result["verdict"].split(":")[0] == stats.overall(result["predictions"])
@@ -351,7 +358,7 @@ def test_phases_predictions_and_their_verdicts(tmp_path, tracks, expected):
 def test_sigma_verdict_names_the_factor_the_timing_follows(tmp_path):
     runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(int(4000 / sigma / 250) * 250 // 2))
             for dx in (0.5, 1.0) for sigma in (1.0, 1.5, 2.0)]
-    result = analyses.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
+    result = sigma.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
     rho = result["statistics"]["rank_correlation_steps_to_phase_C"]["value"]
     assert rho["sigma"] == pytest.approx(-1.0) and rho["increment"] == pytest.approx(0.0)
     assert result["verdict"].startswith("the steps to phase C follow the sigma most closely")
@@ -361,7 +368,7 @@ def test_sigma_verdict_names_the_factor_the_timing_follows(tmp_path):
 def test_sigma_verdict_when_every_run_reaches_phase_c_at_the_same_checkpoint(tmp_path):
     runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(500))
             for dx in (0.5, 1.0) for sigma in (1.0, 2.0)]
-    result = analyses.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
+    result = sigma.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
     assert result["verdict"] == "no difference to follow: all 4 runs reach phase C at step 500"
 
 
@@ -377,7 +384,7 @@ def test_ablation_verdict_against_the_baseline(tmp_path):
             ("s0", {**base, "model.skips": False}, track(3000, 0.9)),
             ("m0", {**base, "model.label_encoding": "mlp"}, track(500, 0.2))]
     ctx = context(tmp_path, "ablation")
-    result = analyses.analyze_ablation(synthetic(runs), ctx)
+    result = ablation.analyze_ablation(synthetic(runs), ctx)
     assert "skips=False: phase C later" in result["verdict"] and "label_encoding=mlp: phase C earlier" in result["verdict"]
     assert "skips=False: factorized" in result["verdict"] and "baseline: coupled" in result["verdict"]
     assert "bottleneck reaches phase C before layer4 in 0 of 4 runs" in result["verdict"]
@@ -385,16 +392,16 @@ def test_ablation_verdict_against_the_baseline(tmp_path):
 
 def test_stripes_verdict_on_the_2d_images_needed(tmp_path):
     p = plan("stripes", "tiny")
-    key = "+".join(experiments.STRIPES_KEYS)
+    key = "+".join(catalog.STRIPES_KEYS)
     accuracy = {("bumps", 0.5): 0.3, ("bumps", 1.0): 0.7, ("bumps+stripes", 0.5): 0.65, ("bumps+stripes", 1.0): 0.9}
     runs = []
-    for values in experiments.stripes_grid([(k, 0, 16, lam) for k, lam in accuracy])[key]:
-        point = dict(zip(experiments.STRIPES_KEYS, values))
+    for values in catalog.stripes_grid([(k, 0, 16, lam) for k, lam in accuracy])[key]:
+        point = dict(zip(catalog.STRIPES_KEYS, values))
         acc = accuracy[(point["data.kind"], point["data.keep_fraction"])]
         runs.append((f"{point['data.kind']}-{point['data.keep_fraction']}", {**point, "scoring.frame_grid": True},
                      lambda step, a=acc: {"score.frame.accuracy": a}))
     rows = synthetic(runs)
-    result = analyses.analyze_stripes(rows, Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
+    result = stripes.analyze_stripes(rows, Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
     needed = {n["arm"]: n for n in result["statistics"]["data_for_accuracy_0.6"]["value"]}
     assert needed["bumps"]["lambda"] == 1.0 and needed["bumps+stripes"]["lambda"] == 0.5
     assert needed["bumps+stripes"]["images_2d"] < needed["bumps"]["images_2d"]
@@ -407,17 +414,17 @@ def test_stripes_figure_draws_every_arm_at_every_size_it_ran(tmp_path, monkeypat
     import matplotlib.pyplot as plt
 
     p = plan("stripes", "tiny")
-    key = "+".join(experiments.STRIPES_KEYS)
+    key = "+".join(catalog.STRIPES_KEYS)
     accuracy = {("bumps", 16, 0.5): 0.3, ("bumps", 16, 1.0): 0.7, ("stripes", 16, 1.0): 0.4, ("bumps", 8, 1.0): 0.9}
     runs = []
-    for values in experiments.stripes_grid([(k, 0, n, lam) for k, n, lam in accuracy])[key]:
-        point = dict(zip(experiments.STRIPES_KEYS, values))
+    for values in catalog.stripes_grid([(k, 0, n, lam) for k, n, lam in accuracy])[key]:
+        point = dict(zip(catalog.STRIPES_KEYS, values))
         acc = accuracy[(point["data.kind"], point["data.image_size"], point["data.keep_fraction"])]
         runs.append((f"{point['data.kind']}-{point['data.image_size']}-{point['data.keep_fraction']}",
                      {**point, "scoring.frame_grid": True}, lambda step, a=acc: {"score.frame.accuracy": a}))
     drawn = {}
-    monkeypatch.setattr(analyses, "save_panels", lambda path, title, drawers: drawn.setdefault("drawers", drawers))
-    analyses.analyze_stripes(synthetic(runs), Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
+    monkeypatch.setattr(common, "save_panels", lambda path, title, drawers: drawn.setdefault("drawers", drawers))
+    stripes.analyze_stripes(synthetic(runs), Context(out=tmp_path, base=p.base, params=p.params, name="stripes"))
     fig, ax = plt.subplots()
     drawn["drawers"][0](ax)
     lines = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata()))

@@ -35,8 +35,9 @@ import pytest
 from diffrep.cli import main
 from diffrep.config import make_config
 from diffrep.rundir import RunDir
-from diffrep.sweep import expand_grid, prepare_sweep_dir
-from diffrep.training import train
+from diffrep.sweep.grid import expand_grid
+from diffrep.sweep.runner import prepare_sweep_dir
+from diffrep.run import train
 from test_training import TIMING_KEYS, assert_same_run
 
 QUICK = {"training.steps": 10, "scoring.during_training": False, "probe.during_training": False}

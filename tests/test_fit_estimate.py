@@ -1,4 +1,4 @@
-"""bench/fit_estimate.py recovers the constants of diffrep.experiments.run_seconds from run directories."""
+"""bench/fit_estimate.py recovers the constants of diffrep.experiments.catalog.run_seconds from run directories."""
 
 import json
 import os
@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import fit_estimate  # noqa: E402
 
 from diffrep.config import make_config  # noqa: E402
-from diffrep.experiments import run_seconds  # noqa: E402
+from diffrep.experiments.catalog import run_seconds  # noqa: E402
 
 
 def write_run(path: Path, cfg, last_step: int | None = None) -> Path:

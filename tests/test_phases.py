@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffrep.config import ConfigError, PhaseConfig, make_config
-from diffrep.phases import (FROZEN, RULE_VERSION, agreement, agreement_null, classify, dominant_outcome, explain,
+from diffrep.evaluation.phases import (FROZEN, RULE_VERSION, agreement, agreement_null, classify, dominant_outcome, explain,
                             onsets, order_gain, rank_correlation, rule_id)
 
 CHANCE = 0.046  # knn_overlap_chance of the default 16 x 16 probe grid with k = 10
@@ -146,7 +146,7 @@ def test_rank_correlation_is_nan_safe():
 def _phase_at_init(preset, overrides=None):
     from diffrep.diffusion import NoiseSchedule
     from diffrep.model import build_model
-    from diffrep.probes import probe_checkpoint
+    from diffrep.evaluation.probes import probe_checkpoint
 
     cfg = make_config(preset, {"probe.umap": False, **(overrides or {})})
     torch.manual_seed(0)
@@ -185,7 +185,7 @@ SMALL = {"data.image_size": 16, "data.latent_size": 16.0, "data.x_max": 16.0, "d
 def small_runs(tmp_path_factory):
     """The same small run conditioned (the positive control) and never conditioned (label dropout 1)."""
     from diffrep.rundir import RunDir
-    from diffrep.training import train
+    from diffrep.run import train
 
     runs = {}
     for dropout in (0.0, 1.0):
@@ -211,7 +211,7 @@ def test_shuffling_activations_across_conditions(small_runs, fresh, phase):
     """A fresh shuffle per forward pass (the code says nothing about the condition) is A; one fixed
     shuffle (a lookup table: a code of (x, y) with its neighbourhoods scrambled) is B."""
     from diffrep.diffusion import NoiseSchedule
-    from diffrep.probes import probe_checkpoint
+    from diffrep.evaluation.probes import probe_checkpoint
     from diffrep.training import load_model
 
     run = small_runs[0.0]
@@ -232,7 +232,7 @@ def test_shuffling_activations_across_conditions(small_runs, fresh, phase):
 @pytest.fixture(scope="module")
 def probed_run(tmp_path_factory):
     from diffrep.rundir import RunDir
-    from diffrep.training import train
+    from diffrep.run import train
 
     cfg = make_config("tiny", {"training.steps": 20})
     return train(cfg, RunDir.create(tmp_path_factory.mktemp("p") / "run", cfg), quiet=True)

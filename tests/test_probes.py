@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffrep import probes as P
+from diffrep.evaluation import probes as P
 from diffrep.config import ConfigError, DataConfig, Holdout, ProbeConfig, make_config
 from diffrep.diffusion import NoiseSchedule
 from diffrep.model import build_model
@@ -181,7 +181,7 @@ def test_ordered_embedding_is_ordered(phase_metrics):
 
 
 def test_phase_rule_labels_the_synthetic_cases():
-    from diffrep.phases import classify
+    from diffrep.evaluation.phases import classify
 
     rng = np.random.default_rng(0)
     two = lambda code: np.stack([code + 0.1 * code.std() * rng.normal(size=code.shape) for _ in range(2)])  # noqa: E731
@@ -197,7 +197,7 @@ def test_umap_leaves_torch_thread_count_as_it_was():
 
 
 def test_umap_r2_separates_ordered_from_unrelated():
-    cfg = ProbeConfig()
+    cfg = ProbeConfig(umap=True)
     good, emb = P.probe_metrics(ordered(), CONDS, cfg, return_embedding=True)
     bad = P.umap_r2(unrelated(), CONDS, cfg.umap_neighbors, cfg.umap_min_dist, cfg.umap_seed)
     assert emb.shape == (K, 3)
@@ -275,7 +275,7 @@ def test_coupled_codes_transfer_worse():
 def test_metrics_are_deterministic_and_json_safe():
     a = ordered()
     assert P.probe_metrics(a, CONDS, FAST) == P.probe_metrics(a.copy(), CONDS, FAST)
-    dead = P.probe_metrics(np.ones((2, K, 8)), CONDS, ProbeConfig())
+    dead = P.probe_metrics(np.ones((2, K, 8)), CONDS, ProbeConfig(umap=True))
     assert set(dead) == set(P.METRIC_KEYS)
     for key in ("umap_r2_x", "trustworthiness", "knn_overlap", "twonn_dim", "participation_ratio", "xy_angle_deg",
                 "condition_share"):

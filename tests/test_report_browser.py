@@ -33,7 +33,7 @@ from PIL import Image
 from diffrep.config import make_config
 from diffrep.report import write_report
 from diffrep.rundir import RunDir
-from diffrep.training import train
+from diffrep.run import train
 
 INSTALL_SCRIPT = Path(__file__).with_name("install_chromium.sh")
 INSTALL_HINT = "install it with `sudo apt-get install chromium` (Debian/Ubuntu) or run tests/install_chromium.sh as root"

@@ -11,8 +11,8 @@ from diffrep.config import make_config
 from diffrep.data import BumpDataset, in_region, render
 from diffrep.diffusion import NoiseSchedule
 from diffrep.rundir import RunDir
-from diffrep.scoring import denoising_loss, evaluation_set, load_scores, nearest_index, score_model
-from diffrep.training import train
+from diffrep.evaluation.scoring import denoising_loss, evaluation_set, load_scores, nearest_index, score_model
+from diffrep.run import train
 
 
 def test_evaluation_set_is_a_grid_of_training_conditions():

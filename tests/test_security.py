@@ -23,8 +23,9 @@ import torch
 from diffrep.cli import main
 from diffrep.config import make_config
 from diffrep.rundir import RunDir
-from diffrep.sweep import expand_grid, prepare_sweep_dir
-from diffrep.training import train
+from diffrep.sweep.grid import expand_grid
+from diffrep.sweep.runner import prepare_sweep_dir
+from diffrep.run import train
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "diffrep"
 UNSAFE_MODULES = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "joblib", "marshal", "shelve"}

@@ -19,23 +19,10 @@ import pytest
 
 from diffrep.config import ConfigError, make_config
 from diffrep.rundir import RunDir
-from diffrep.sweep import (
-    aggregate,
-    by_setting,
-    config_from_row,
-    curve,
-    expand_grid,
-    final_value,
-    load_sweep,
-    parse_grid,
-    parse_seeds,
-    prepare_sweep_dir,
-    run_sweep,
-    time_to,
-    varying_keys,
-    write_table,
-)
-from diffrep.training import train
+from diffrep.run import train
+from diffrep.sweep.grid import expand_grid, parse_grid, parse_seeds
+from diffrep.sweep.runner import load_sweep, prepare_sweep_dir, run_sweep
+from diffrep.sweep.tables import aggregate, by_setting, config_from_row, curve, final_value, time_to, varying_keys, write_table
 
 STEPS = 10
 QUICK = {"training.steps": STEPS, "probe.during_training": False, "scoring.during_training": False}
@@ -86,9 +73,9 @@ def test_run_names_are_filesystem_safe_short_and_unique():
 
 
 def test_names_that_sanitizing_makes_equal_get_a_hash(monkeypatch):
-    import diffrep.sweep
+    import diffrep.sweep.grid
 
-    monkeypatch.setattr(diffrep.sweep, "_format", lambda value: "same")
+    monkeypatch.setattr(diffrep.sweep.grid, "_format", lambda value: "same")
     names = [name for name, _ in expand_grid(base(), GRID, [0, 1])]
     assert len(set(names)) == 4
     assert names[0].startswith("training.lr=same,seed=0-") and names[2].startswith("training.lr=same,seed=0-")
@@ -228,7 +215,7 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
 KILL_SCRIPT = """
 import sys
 from diffrep.config import make_config
-from diffrep.sweep import run_sweep
+from diffrep.sweep.runner import run_sweep
 run_sweep(sys.argv[1], make_config("tiny", {quick!r}), {{"training.lr": [1e-3, 2e-3, 3e-3]}}, [0], workers=1, quiet=True)
 """
 

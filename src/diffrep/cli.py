@@ -23,17 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from .config import PRESETS, ConfigError, make_config
-from .data import BumpDataset, evenly_spaced
+from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
 from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
-from .diffusion import NoiseSchedule, make_sampler, sample
-from .phases import analyze_run, classify, rule_id
-from .plots import save_sample_grid
-from .probes import probe_checkpoint, probe_dir, write_probe
 from .report import summary_lines, write_pictures, write_report, write_score_curve, write_sweep_report
-from .rundir import RunDir
-from .scoring import evaluation_set, score_model, write_scores
-from .sweep import aggregate, load_sweep, parse_grid, parse_seeds, run_sweep, write_table
-from .training import TrainingDiverged, TrainingInterrupted, check_memory, load_model, resolve_device, train
+from .report.samples import default_conditions, write_samples
+from .run import new_run, train
+from .rundir import RunDir, next_run_dir
+from .sweep.grid import parse_grid, parse_seeds
+from .sweep.runner import load_sweep, run_sweep
+from .sweep.tables import aggregate, write_table
+from .training import TrainingDiverged, TrainingInterrupted
 
 DEMO_RUN_DIR = "runs/demo"
 
@@ -53,19 +52,6 @@ def parse_point(text: str) -> tuple[float, float]:
     except ValueError:
         raise ConfigError(f"--at: expected X,Y in pixels, e.g. --at 16,8.5 (got {text!r})") from None
     return x, y
-
-
-def next_run_dir(root: Path, preset: str) -> Path:
-    """runs/00003-default: numbered, so that runs sort by creation."""
-    numbers = [int(p.name[:5]) for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if root.is_dir() else []
-    return root / f"{max(numbers, default=-1) + 1:05d}-{preset}"
-
-
-def new_run(path, cfg) -> RunDir:
-    """Create a run directory, once everything that can be rejected up front has been checked."""
-    BumpDataset(cfg.data)  # masks that leave no data, lattices too large
-    check_memory(cfg, resolve_device(cfg.training.device))  # batches, images or widths too large
-    return RunDir.create(path, cfg)
 
 
 # -- commands -----------------------------------------------------------------
@@ -104,47 +90,20 @@ def cmd_sample(args) -> None:
     print(f"samples: {path}")
 
 
-def default_conditions(cfg, count: int = 16) -> np.ndarray:
-    """`count` conditions spread evenly through the dataset's lattice (held-out ones included)."""
-    return evenly_spaced(BumpDataset(cfg.data).conditions, count)
-
-
-def write_samples(run, step, conditions, sampler_name="ddim", steps=50, seed=0, ema=True, out=None) -> Path:
-    cfg = run.config()
-    sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None)
-    model = load_model(run, step, ema=ema)
-    images = sample(model, sampler, conditions, cfg.data.image_size, seed=seed)
-    name = f"{sampler_name}{len(sampler.timesteps)}"
-    path = out or run.path / "samples" / f"step_{step:08d}_{name}_seed{seed}{'' if ema else '_raw'}.png"
-    title = f"{run.path.name}  step {step}  {name}  {'EMA' if ema else 'raw'} weights  seed {seed}"
-    save_sample_grid(images.cpu(), conditions, path, title, cfg.data.latent_size, cfg.data.image_size)
-    return path
-
-
 def cmd_score(args) -> None:
     run = RunDir.open(args.run_dir)
     overrides = {"scoring.sampler": args.sampler, "scoring.sampler_steps": args.steps, "scoring.eta": args.eta,
                  "scoring.tolerance": args.tolerance, "scoring.weights": args.weights, "scoring.seed": args.seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
-    steps = checkpoint_list(run, args.checkpoints)
-    evalset = evaluation_set(cfg)
+    steps = run.resolve_steps(args.checkpoints)
     with run.lock():  # training writes scores/ too
         print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
-        for step in steps:
-            summary, per_sample, images = score_model(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, evalset)
-            write_scores(run, step, summary, per_sample, images)
+        for step, summary in score_checkpoints(run, cfg, steps):
             for group, v in summary["groups"].items():
                 err = v["median_position_error"]
                 print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
                       f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
         print(f"scores: {run.path / 'scores'} (curve: {write_score_curve(run, cfg)})")
-
-
-def checkpoint_list(run: RunDir, spec: str) -> list[int]:
-    """'all', 'latest' or 'S1,S2,...' -> existing checkpoint steps."""
-    if spec == "all":
-        return run.checkpoint_steps()
-    return [run.resolve_step(part.strip()) for part in spec.split(",")]
 
 
 def cmd_probe(args) -> None:
@@ -153,25 +112,20 @@ def cmd_probe(args) -> None:
                  "probe.grid": args.grid, "probe.input": args.input, "probe.draws": args.draws,
                  "probe.noise_seed": args.noise_seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
-    steps = checkpoint_list(run, args.checkpoints)
-    schedule = NoiseSchedule(cfg.diffusion)
+    steps = run.resolve_steps(args.checkpoints)
     with run.lock():  # training writes probes/ too, and write_probe adds to the files it finds
-        for step in steps:
-            result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
-            labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
-            write_probe(run, step, result, cfg, labels, rule_id(cfg.phase))
+        for step in probe_checkpoints(run, cfg, steps):
             print(f"probed step {step}", file=sys.stderr, flush=True)
         analysis = analyze_run(run, cfg)
         write_pictures(run, cfg, analysis)
     for layer, summary in analysis["layers"].items():
         print(f"layer {layer}")
-        print(f"{'step':>8} {'phase':>5} {'outcome':>9} {'accuracy':>8} {'knn_overlap':>11}")
+        print(f"{'step':>8} {'phase':>5} {'outcome':>9} {'accuracy':>8} {'share':>6} {'order':>6}")
         for r in summary["checkpoints"]:
-            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-            knn = "-" if r["knn_overlap"] is None else f"{r['knn_overlap']:.3f}"
-            print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {acc:>8} {knn:>11}")
+            numbers = ["-" if r[k] is None else f"{r[k]:.3f}" for k in ("accuracy", "condition_share", "order_gain")]
+            print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {numbers[0]:>8} {numbers[1]:>6} {numbers[2]:>6}")
     print("\n".join(summary_lines(run, cfg, analysis)))
-    print(f"probes and phases: {probe_dir(run, cfg)}")
+    print(f"probes and phases: {run.probe_folder(cfg.probe)}")
 
 
 def cmd_sweep(args) -> None:
@@ -194,8 +148,9 @@ def cmd_sweep(args) -> None:
                               f"and --scale, or run a plain sweep of a config preset")
         outcome = run_experiment(args.preset, args.scale or "laptop", args.sweep_dir, args.overrides,
                                  None if args.seeds is None else parse_seeds(args.seeds), quiet=args.quiet, **backend)
-        print("\n".join(outcome.lines))
-        print(f"findings: {outcome.sweep_dir / 'findings.json'}\nreport: {outcome.report}")
+        report, lines = write_sweep_report(outcome.sweep_dir, outcome.rows, findings=outcome.findings)
+        print("\n".join(lines))
+        print(f"findings: {outcome.sweep_dir / 'findings.json'}\nreport: {report}")
         report_failures(outcome.results)
         return
     else:

@@ -29,6 +29,19 @@ class ConfigError(ValueError):
     """A bad setting or bad input. The message is one line meant for the user."""
 
 
+# The UNet's hook points in forward order (diffrep.model documents each), and the papers' names for two.
+HOOK_POINTS = ("stem", "down1", "down2", "down3", "mid", "up1", "up2", "up3", "head")
+LAYER_ALIASES = {"layer4": "down3", "bottleneck": "mid"}
+
+
+def resolve_hook(name: str) -> str:
+    """A hook point's own name ("layer4" -> "down3"); ConfigError for a name that is neither."""
+    name = LAYER_ALIASES.get(name, name)
+    if name not in HOOK_POINTS:
+        raise ConfigError(f"layer: unknown hook point {name!r}; allowed: {', '.join(HOOK_POINTS + tuple(LAYER_ALIASES))}")
+    return name
+
+
 # ----------------------------------------------------------------------------
 # The tree.
 
@@ -62,8 +75,8 @@ class DataConfig:
     x_max: float = 32.0
     y_min: float = 0.0
     y_max: float = 32.0
-    dx: float = 1.0
-    dy: float = 1.0
+    dx: float = 0.5  # 4,225 bumps: reached accurate generation in fewer steps than dx = 1 (docs/tuning.md)
+    dy: float = 0.5
     sigma: float = 1.0  # spread, pixels; sigma_x / sigma_y override it per axis when set
     sigma_x: float | None = None
     sigma_y: float | None = None
@@ -102,29 +115,26 @@ class DiffusionConfig:
 
 @dataclass
 class TrainingConfig:
-    steps: int = 3000  # the length of the run, or its cap with stop_after_phase_c
+    steps: int = 1200  # the length of the run (and of the cosine), or its cap with stop_after_phase_c
     stop_after_phase_c: int | None = None  # adaptive length: stop this many checkpoints after the first phase C (None: fixed)
-    batch_size: int = 64
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 4e-3
     warmup_steps: int = 0  # linear learning-rate warm-up, then lr_decay
-    lr_decay: str = "constant"  # constant | cosine (to 0 at `steps`, as in nanoGPT's train.py)
+    lr_decay: str = "cosine"  # constant | cosine (to 0 at `steps`, as in nanoGPT's train.py): keeps the ordered code ordered
     weight_decay: float = 0.0
-    # AdamW's second-moment decay (torch's default 0.999). 0.99 forgets old gradient scales within ~100
-    # steps instead of ~1,000, and got the default preset accurate 500-1,000 steps sooner; 0.9 (~10
-    # steps) another 300 sooner (README).
-    adam_beta2: float = 0.999
-    # uniform: the plain MSE on the noise (DDPM's "simple" loss) | min_snr: each timestep's MSE weighted
-    # by min(SNR_t, min_snr_gamma) / SNR_t (Hang et al. 2023, "Min-SNR weighting"): the nearly clean
-    # timesteps, whose large noise-prediction loss says little about where the bump goes, weigh less
-    loss_weighting: str = "uniform"
-    min_snr_gamma: float = 5.0
+    adam_beta2: float = 0.9  # AdamW's second-moment decay; torch's 0.999 made the passage to accurate bumps far slower
+    # uniform: the plain MSE on the noise (DDPM's "simple" loss) | min_snr: each timestep's MSE weighted by
+    # min(SNR_t, min_snr_gamma) / SNR_t (Hang et al. 2023): the nearly clean timesteps, whose large loss says
+    # little about where the bump goes, weigh less (diffusion.noise_loss)
+    loss_weighting: str = "min_snr"
+    min_snr_gamma: float = 1.0
     grad_clip: float = 1.0  # max global grad norm; 0 disables
-    ema_decay: float = 0.999
+    ema_decay: float = 0.995
     seed: int = 0
     log_every: int = 25  # steps per metrics.jsonl line
     loss_buckets: int = 4  # the loss is also logged per timestep bucket (t in [0, T/k), ...)
-    checkpoint_log_points: int = 12  # log-spaced checkpoints between step 1 and `steps` ...
-    checkpoint_every: int = 500  # ... plus every K steps, and always the last step
+    checkpoint_log_points: int = 0  # log-spaced checkpoints between step 1 and `steps` ...
+    checkpoint_every: int = 50  # ... plus every K steps (dense enough to time phase B), and always the last step
     keep_resume_state: int = 2  # optimizer + RNG state is kept in the newest K checkpoints only
     device: str = "auto"  # auto | cpu | cuda
 
@@ -164,7 +174,7 @@ class ProbeConfig:
     # during training, keep the activations (first draw, float16) at steps divisible by this and the
     # last, for the report's pictures; 0 keeps none (`diffrep probe` keeps those it probes)
     keep_every: int = 250
-    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (model.UNet.HOOKS or aliases)
+    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (HOOK_POINTS or LAYER_ALIASES)
     # What the layer sees (probes.probe_inputs): "independent" noise per condition and draw on a blank
     # image, as the sampler starts each sample from its own noise; "clean": each condition's own image
     # noised; "shared": one noise draw for every condition, so that all differences come from (x, y).
@@ -174,8 +184,9 @@ class ProbeConfig:
     draws: int = 2  # independent noise draws per condition; >= 2 measures condition_share
     noise_seed: int = 0  # seed of every noise draw of the probe set
     # compute the paper's UMAP R^2 (0.3 s per layer, plus 7 s of JIT once per process); during training
-    # only at the checkpoints whose activations are kept (keep_every)
-    umap: bool = True
+    # only at the checkpoints whose activations are kept (keep_every). Off by default: the report draws
+    # its UMAP panels from the kept activations, and the rule does not read it.
+    umap: bool = False
     umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
     umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
     umap_seed: int = 0  # UMAP random_state: a fixed seed makes the embedding reproducible
@@ -234,32 +245,8 @@ class Config:
 # Presets: named override sets on top of the defaults above.
 
 PRESETS: dict[str, dict[str, object]] = {
-    # A laptop-CPU run that goes through the phases in minutes: the denser lattice (dx = dy = 0.5,
-    # 4,225 images) and small batches with a higher learning rate reached accurate generation in
-    # fewer steps than dx = 1 with batch 64, lr 1e-3; with the rate held at 2e-3 to the end the
-    # ordered code of phase C spread out again as generation turned accurate, with a cosine decay it
-    # stays ordered; min-SNR loss weighting then got both seeds accurate (>= 0.97 at step 3,000) where
-    # the plain loss left seed 0 at 0.08 and seed 1 at 0.00, and with the decay ending at 3,000 steps
-    # both reach accuracy >= 0.9 in phase C; AdamW's beta2 = 0.99 then got both there by step 2,000
-    # (0.97, where 0.999 had 0.47 with the same 2,000-step decay); min-SNR gamma = 1 instead of 5 and
-    # lr 4e-3 then got four seeds there by step 1,500 (0.92-1.00, where 3e-3 left two of them at 0.84
-    # and 0.88); beta2 = 0.9 then got five of six seeds there by step 1,200 (0.92-0.98, seed 5 0.80;
-    # 0.99 had 0.53 at the end of the same decay; README, "Choosing the default (measured)").
-    "default": {
-        "data.dx": 0.5,
-        "data.dy": 0.5,
-        "training.batch_size": 32,
-        "training.lr": 4e-3,
-        "training.lr_decay": "cosine",
-        "training.loss_weighting": "min_snr",
-        "training.min_snr_gamma": 1.0,
-        "training.adam_beta2": 0.9,
-        "training.ema_decay": 0.995,
-        "training.steps": 1200,
-        "training.checkpoint_every": 50,
-        "training.checkpoint_log_points": 0,
-        "probe.umap": False,
-    },
+    # The defaults above: a laptop-CPU run that goes through the phases in minutes.
+    "default": {},
     # The paper's model size, for GPUs.
     "paper": {
         "model.widths": [64, 128, 256],
@@ -272,7 +259,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "training.checkpoint_every": 2500,
         "training.log_every": 100,
     },
-    # Seconds-long runs for tests and smoke checks.
+    # Seconds-long runs for tests and smoke checks: a smaller network on 16 x 16 images, trained with a
+    # constant rate, the plain loss and torch's AdamW betas.
     "tiny": {
         "data.image_size": 16,
         "data.latent_size": 16.0,
@@ -289,10 +277,14 @@ PRESETS: dict[str, dict[str, object]] = {
         "scoring.sampler_steps": 5,
         "probe.timestep": 99,
         "probe.grid": 6,
-        "probe.umap": False,
         "probe.knn": 5,
         "training.steps": 40,
         "training.batch_size": 8,
+        "training.lr": 1e-3,
+        "training.lr_decay": "constant",
+        "training.loss_weighting": "uniform",
+        "training.adam_beta2": 0.999,
+        "training.ema_decay": 0.999,
         "training.log_every": 5,
         "training.checkpoint_log_points": 3,
         "training.checkpoint_every": 10,
@@ -300,11 +292,26 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 
 
+# Version 1's defaults where version 2's differ: a version-1 config.json that lacks one of these keys
+# (written before the setting existed) meant this value.
+VERSION_1_DEFAULTS = {
+    "data": {"dx": 1.0, "dy": 1.0},
+    "training": {"steps": 3000, "batch_size": 64, "lr": 1e-3, "lr_decay": "constant", "adam_beta2": 0.999,
+                 "loss_weighting": "uniform", "min_snr_gamma": 5.0, "ema_decay": 0.999, "checkpoint_log_points": 12,
+                 "checkpoint_every": 500},
+    "probe": {"umap": True},
+}
+
+
 def _from_version_1(d: dict) -> dict:
-    """A version-1 config as version 2: its probes were one noise draw shared by every condition
-    (probe.input = shared, probe.draws = 1), and its phase thresholds belonged to a rule that
-    compared each checkpoint with step 0; they are replaced by the current rule's defaults."""
+    """A version-1 config as version 2: the keys it lacks take version 1's defaults; its probes were
+    one noise draw shared by every condition (probe.input = shared, probe.draws = 1); its phase
+    thresholds belonged to a rule that compared each checkpoint with step 0, and are replaced by the
+    current rule's defaults."""
     d = json.loads(json.dumps(d))  # a deep copy
+    for section, defaults in VERSION_1_DEFAULTS.items():
+        if isinstance(d.get(section), dict):
+            d[section] = {**defaults, **d[section]}
     if isinstance(d.get("probe"), dict):
         d["probe"].update({"input": "shared", "draws": 1})
         d["probe"]["keep_every"] = 1 if d["probe"].pop("save_activations", True) else 0
@@ -518,8 +525,6 @@ def validate(cfg: Config) -> None:
     _check(s.min_size >= 1, f"scoring.min_size: must be >= 1 (got {s.min_size})")
     _check(0 <= s.shape_min_r2 <= 1, f"scoring.shape_min_r2: must be in [0, 1] (got {s.shape_min_r2})")
     _check(0 <= s.shape_min_height <= 1, f"scoring.shape_min_height: must be in [0, 1] (got {s.shape_min_height})")
-
-    from .model import resolve_hook  # model.py imports this module; hook names live with the model
 
     p = cfg.probe
     _check(len(p.layers) >= 1 and len(set(p.layers)) == len(p.layers),

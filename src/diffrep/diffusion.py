@@ -1,7 +1,8 @@
 """Noise schedule and samplers, kept apart from the model.
 
 `NoiseSchedule` holds the forward process (T = 1000, linear beta from 1e-4 to 0.02 by default)
-and `add_noise`; the model predicts the noise epsilon. A sampler walks its own list of
+and `add_noise`; the model predicts the noise epsilon, and `noise_loss` is the training loss on that
+prediction (plain or min-SNR weighted). A sampler walks its own list of
 `timesteps` and maps (model output, t, x_t) to the next, less noisy x with `step`, like
 diffusers' schedulers. `sample` runs the loop; all of its randomness comes from one seeded
 generator, so a seed and a list of conditions fix the images.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .config import ConfigError, DiffusionConfig
 
@@ -85,6 +87,30 @@ class DDIMSampler:
         if self.eta > 0 and self._prev[t] >= 0:
             x_prev = x_prev + sigma * randn_like(x_t, generator)
         return x_prev
+
+
+# ----------------------------------------------------------------------------
+# The training loss, beside the schedule it weights by.
+
+
+def min_snr_weights(schedule: NoiseSchedule, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights (Hang et al. 2023) of noise-prediction losses, float64: min(SNR_t, gamma) /
+    SNR_t, 1 wherever SNR_t <= gamma (the noisy timesteps that place the bump), < 1 on the nearly clean ones."""
+    snr = schedule.snr(timesteps)
+    return snr.clamp(max=gamma) / snr
+
+
+def noise_loss(eps: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor, schedule: NoiseSchedule,
+               weighting: str = "uniform", gamma: float = 5.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, per_sample): each sample's mean squared error of the predicted noise, and the loss to
+    minimize, their mean, plain (weighting "uniform", DDPM's simple loss) or weighted by
+    `min_snr_weights` ("min_snr")."""
+    per_sample = F.mse_loss(eps, noise, reduction="none").mean(dim=tuple(range(1, eps.dim())))
+    if weighting == "min_snr":
+        return (per_sample * min_snr_weights(schedule, timesteps, gamma).to(per_sample)).mean(), per_sample
+    if weighting == "uniform":
+        return per_sample.mean(), per_sample
+    raise ConfigError(f"training.loss_weighting: must be one of uniform, min_snr (got {weighting!r})")
 
 
 def make_sampler(name: str, schedule: NoiseSchedule, steps: int | None = None, eta: float = 0.0):

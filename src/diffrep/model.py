@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ConfigError, ModelConfig
+from .config import HOOK_POINTS, ConfigError, ModelConfig, resolve_hook
 
-LAYER_ALIASES = {"layer4": "down3", "bottleneck": "mid"}
 
 
 class SinusoidalEncoding(nn.Module):
@@ -113,7 +112,7 @@ class StopForward(Exception):
 
 
 class UNet(nn.Module):
-    HOOKS = ("stem", "down1", "down2", "down3", "mid", "up1", "up2", "up3", "head")
+    HOOKS = HOOK_POINTS
 
     def __init__(self, cfg: ModelConfig, image_size: int, latent_size: float):
         super().__init__()
@@ -171,7 +170,6 @@ class UNet(nn.Module):
     def _with_skip(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([h, skip], 1) if self.skips else h
 
-    @contextlib.contextmanager
     def capture(self, names, stop_early: bool = False):
         """Record the outputs of the named hook points: `with model.capture(["layer4"]) as acts:`.
 
@@ -179,31 +177,33 @@ class UNet(nn.Module):
         forward order) has run: a probe of "layer4" then skips the whole decoder. The caller
         catches it around its `model(...)` call.
         """
-        acts: dict[str, torch.Tensor] = {}
-        last = max((resolve_hook(n) for n in names), key=self.HOOKS.index, default=None)
-
-        def record(name, out):
-            acts[name] = out.detach()
-            if stop_early and resolve_hook(name) == last and all(n in acts for n in names):
-                raise StopForward
-
-        handles = []
-        for name in names:
-            module = getattr(self, resolve_hook(name))
-            handles.append(module.register_forward_hook(lambda _m, _i, out, name=name: record(name, out)))
-        try:
-            yield acts
-        finally:
-            for h in handles:
-                h.remove()
+        return capture_outputs({name: getattr(self, name) for name in self.HOOKS}, names, stop_early)
 
 
-def resolve_hook(name: str) -> str:
-    name = LAYER_ALIASES.get(name, name)
-    if name not in UNet.HOOKS:
-        allowed = ", ".join(UNet.HOOKS + tuple(LAYER_ALIASES))
-        raise ConfigError(f"layer: unknown hook point {name!r}; allowed: {allowed}")
-    return name
+@contextlib.contextmanager
+def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = False):
+    """`UNet.capture` for any network: `blocks` maps hook points (in forward order) to the modules
+    whose outputs they are; a block returning a tuple is recorded by its first element."""
+    hooks = {name: resolve_hook(name) for name in names}
+    missing = sorted({h for h in hooks.values() if h not in blocks})
+    if missing:
+        raise ConfigError(f"layer: this network has no hook point {', '.join(missing)}; allowed: {', '.join(blocks)}")
+    order = list(blocks)
+    last = max(hooks.values(), key=order.index, default=None)
+    acts: dict[str, torch.Tensor] = {}
+
+    def record(name, out):
+        acts[name] = (out[0] if isinstance(out, tuple) else out).detach()
+        if stop_early and hooks[name] == last and all(n in acts for n in names):
+            raise StopForward
+
+    handles = [blocks[hook].register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
+               for name, hook in hooks.items()]
+    try:
+        yield acts
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def build_model(cfg) -> UNet:

@@ -1,4 +1,5 @@
-"""Figures written into run directories (matplotlib, no display needed)."""
+"""Figures written into run and sweep directories: matplotlib `Figure` objects, never pyplot, so that
+importing diffrep leaves the user's matplotlib backend and open figures as they were."""
 
 from __future__ import annotations
 
@@ -6,33 +7,18 @@ import io
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .rundir import atomic_write  # noqa: E402
+from .rundir import atomic_write
 
 
-def save_tiled(images, path: Path, cols: int = 8) -> None:
-    """Images [B, 1, N, N] in [-1, 1] tiled into one grey PNG, 1-pixel gaps: fast, for every checkpoint."""
-    images = np.asarray(images)[:, 0]
-    n, size = len(images), images.shape[-1]
-    rows = math.ceil(n / cols)
-    canvas = np.full((rows * (size + 1) + 1, cols * (size + 1) + 1), 0.0)
-    for k, img in enumerate(images):
-        r, c = divmod(k, cols)
-        canvas[1 + r * (size + 1) : (r + 1) * (size + 1), 1 + c * (size + 1) : (c + 1) * (size + 1)] = img
-    _atomic_savefig(path, lambda f: plt.imsave(f, canvas, cmap="gray", vmin=-1, vmax=1, format="png"))
-
-
-def _atomic_savefig(path: Path, write) -> None:
+def _save(fig: Figure, path: Path, dpi: int = 100) -> None:
     """Render in memory, then write like every other file of a run (`atomic_write`): never torn,
     and a full disk leaves the old picture and no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    write(buffer)
+    fig.savefig(buffer, dpi=dpi, format="png")
     atomic_write(path, buffer.getvalue())
 
 
@@ -43,7 +29,8 @@ def save_sample_grid(images, conditions, path: Path, title: str, latent_size: fl
     n = len(images)
     cols = min(n, 8)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows + 0.4), squeeze=False)
+    fig = Figure(figsize=(1.6 * cols, 1.75 * rows + 0.4))
+    axes = fig.subplots(rows, cols, squeeze=False)
     offset = (latent_size - image_size) / 2
     for ax in axes.flat:
         ax.axis("off")
@@ -56,9 +43,8 @@ def save_sample_grid(images, conditions, path: Path, title: str, latent_size: fl
         ax.set_title(f"({x:.1f}, {y:.1f})", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
-    plt.close(fig)
-
+    _save(fig, path, dpi=100)
+    
 
 OUTCOME_COLOURS = {"several": "#d62728", "none": "#7f7f7f", "wrong": "#ff7f0e", "accurate": "#2ca02c"}
 
@@ -67,7 +53,8 @@ def save_score_curve(records: list[dict], group: str, path: Path, title: str) ->
     """Outcome fractions over training (stacked) for one evaluation group, from load_scores records."""
     steps = np.array([r["step"] for r in records])
     fracs = {k: np.array([r["groups"][group][f"frac_{k}"] for r in records]) for k in OUTCOME_COLOURS}
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
     ax.stackplot(steps, *fracs.values(), labels=[f"{k}" for k in fracs], colors=list(OUTCOME_COLOURS.values()), alpha=0.85)
     ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
     if steps.max() > steps.min():  # one scored checkpoint: matplotlib pads the axis itself
@@ -78,15 +65,15 @@ def save_score_curve(records: list[dict], group: str, path: Path, title: str) ->
     ax.set_title(title, fontsize=9)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, title="outcome")
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=110, format="png"))
-    plt.close(fig)
-
+    _save(fig, path, dpi=110)
+    
 
 def save_umap_grid(panels: list[tuple[int, str, np.ndarray]], conditions: np.ndarray, path: Path, title: str) -> None:
     """3D UMAP embeddings over checkpoints, shown as their first two coordinates; one column per
     (step, phase, embedding [K, 3]), coloured by x (top row) and by y (bottom row)."""
     cols = len(panels)
-    fig, axes = plt.subplots(2, cols, figsize=(2.1 * cols, 4.4), squeeze=False)
+    fig = Figure(figsize=(2.1 * cols, 4.4))
+    axes = fig.subplots(2, cols, squeeze=False)
     for c, (step, phase, emb) in enumerate(panels):
         for r, axis in enumerate("xy"):
             ax = axes[r, c]
@@ -99,9 +86,8 @@ def save_umap_grid(panels: list[tuple[int, str, np.ndarray]], conditions: np.nda
                 ax.set_ylabel(f"coloured by {axis}", fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
-    plt.close(fig)
-
+    _save(fig, path, dpi=100)
+    
 
 PHASE_COLOURS = {"A": "#f2f2f2", "B": "#fde9c9", "C": "#d9f2d9"}
 
@@ -109,7 +95,8 @@ PHASE_COLOURS = {"A": "#f2f2f2", "B": "#fde9c9", "C": "#d9f2d9"}
 def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: list[str], path: Path, title: str) -> None:
     """Representation metrics of one layer over training, each in its own panel, on the phase timeline."""
     steps = np.array([r["step"] for r in probes])
-    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 1.5 * len(keys) + 0.6), sharex=True, squeeze=False)
+    fig = Figure(figsize=(6, 1.5 * len(keys) + 0.6))
+    axes = fig.subplots(len(keys), 1, sharex=True, squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         values = [r["layers"][layer].get(key) for r in probes]
         ax.plot(steps, [np.nan if v is None else v for v in values], marker="o", markersize=3)
@@ -121,16 +108,16 @@ def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: l
     ax.set_xlabel("training step (background: phase A grey, B orange, C green)")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
-    plt.close(fig)
-
+    _save(fig, path, dpi=100)
+    
 
 def save_story(rows: list[dict], phase_cfg, path: Path, title: str) -> None:
     """Generation and representation of one run on one step axis, phases as background: the outcome
     fractions (stacked) above, condition_share and order_gain with the rule's thresholds below, so
     that the lag between the ordered code and accurate generation shows. rows: phases.analyze_run's."""
     steps = np.array([r["step"] for r in rows], dtype=float)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), sharex=True)
+    fig = Figure(figsize=(7, 5.2))
+    top, bottom = fig.subplots(2, 1, sharex=True)
     scored = [r for r in rows if r.get("fractions")]
     if scored:
         s = np.array([r["step"] for r in scored], dtype=float)
@@ -154,9 +141,8 @@ def save_story(rows: list[dict], phase_cfg, path: Path, title: str) -> None:
             ax.set_xlim(steps.min(), steps.max())
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
-    plt.close(fig)
-
+    _save(fig, path, dpi=100)
+    
 
 def save_setting_curves(groups: list[dict], key: str, path: Path, title: str) -> None:
     """One curve per setting of `key` over steps: the mean over seeds, with a min-max band.
@@ -224,10 +210,11 @@ def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]])
 
 def save_panels(path: Path, title: str, drawers: list, size: tuple[float, float] | None = None) -> None:
     """One figure of side-by-side panels, each drawn by a function of its matplotlib axes."""
-    fig, axes = plt.subplots(1, len(drawers), figsize=size or (4.6 * len(drawers), 3.6), squeeze=False)
+    fig = Figure(figsize=size or (4.6 * len(drawers), 3.6))
+    axes = fig.subplots(1, len(drawers), squeeze=False)
     for ax, draw in zip(axes[0], drawers):
         draw(ax)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    _atomic_savefig(path, lambda f: fig.savefig(f, dpi=100, format="png"))
-    plt.close(fig)
+    _save(fig, path, dpi=100)
+    

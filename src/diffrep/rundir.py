@@ -4,8 +4,13 @@
       config.json                      the full Config; the run is rebuilt from it
       metrics.jsonl                    append-only, one JSON object per line, each with "step"
       checkpoints/step_00001234.safetensors
+      scores/step_00001234_ddim25.{json,npz,png}   generation scores per checkpoint and sampler
+      probes/step_00001234.{json,npz}  representation metrics and phases per checkpoint; phases.json
       samples/                         PNG grids written by `diffrep sample`
+      report.html                      the run's report
       lock                             held (flock) by the process training into the run
+
+`RunDir` names every one of these files; no other module formats a run's file name.
 
 A checkpoint is one safetensors file: model weights ("model.*"), EMA weights ("ema.*") and,
 in the newest few, the resume state ("optim.*", "rng.*", "accum.*"). Its header metadata holds
@@ -80,6 +85,12 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise ConfigError(f"{path} is unreadable ({e}); delete it and run the command that writes it again") from None
 
 
+def next_run_dir(root: Path, preset: str) -> Path:
+    """runs/00003-default: numbered, so that runs sort by creation."""
+    numbers = [int(p.name[:5]) for p in root.glob("[0-9][0-9][0-9][0-9][0-9]-*")] if root.is_dir() else []
+    return root / f"{max(numbers, default=-1) + 1:05d}-{preset}"
+
+
 def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for key in sorted(tensors):
@@ -105,6 +116,53 @@ class RunDir:
     @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    # -- the names of the evaluation's files ------------------------------------
+
+    def score_path(self, step: int, tag: str, suffix: str) -> Path:
+        """scores/step_XXXXXXXX_TAG.SUFFIX: a checkpoint's scores with one sampler (`scoring.sampler_tag`)."""
+        return self.path / "scores" / f"step_{step:08d}_{tag}.{suffix}"
+
+    def score_files(self, tag: str) -> list[Path]:
+        """The summaries (json) of every checkpoint scored with one sampler, by step."""
+        return sorted((self.path / "scores").glob(f"step_{'[0-9]' * 8}_{tag}.json"))
+
+    def score_curve_path(self, tag: str) -> Path:
+        return self.path / "scores" / f"curve_{tag}.png"
+
+    def probe_folder(self, probe) -> Path:
+        """probes/ for the run's own probe set (`ProbeConfig`); probes-{input}-t{T}-g{G}-r{R}-n{S}/ for
+        another input, timestep, grid, number of draws or noise seed, so that no re-probe with other
+        settings overwrites the run's own results."""
+        key = lambda q: (q.input, q.timestep, q.grid, q.draws, q.noise_seed)  # noqa: E731
+        if key(probe) == key(self.config().probe):
+            return self.path / "probes"
+        p = probe
+        return self.path / f"probes-{p.input}-t{p.timestep}-g{p.grid}-r{p.draws}-n{p.noise_seed}"
+
+    def probe_path(self, probe, step: int, suffix: str) -> Path:
+        """A checkpoint's probe file in `probe_folder`: step_XXXXXXXX.json (metrics, phases), .npz (arrays)."""
+        return self.probe_folder(probe) / f"step_{step:08d}.{suffix}"
+
+    def probe_files(self, probe) -> list[Path]:
+        """The probe records (json) of a probe set, by step."""
+        folder = self.probe_folder(probe)
+        return sorted(folder.glob(f"step_{'[0-9]' * 8}.json")) if folder.is_dir() else []
+
+    def probe_picture_path(self, probe, name: str, layer: str) -> Path:
+        """NAME_LAYER.png in `probe_folder`, e.g. metrics_layer4.png."""
+        return self.probe_folder(probe) / f"{name}_{layer}.png"
+
+    def phases_path(self, probe) -> Path:
+        return self.probe_folder(probe) / "phases.json"
+
+    def sample_path(self, step: int, sampler: str, seed: int, weights: str = "ema") -> Path:
+        """samples/step_XXXXXXXX_SAMPLER_seedS[_raw].png: a grid drawn by `diffrep sample`."""
+        return self.path / "samples" / f"step_{step:08d}_{sampler}_seed{seed}{'' if weights == 'ema' else '_' + weights}.png"
 
     # -- creation and config --------------------------------------------------
 
@@ -266,6 +324,12 @@ class RunDir:
                 return any(k.startswith(STATE_PREFIXES) for k in f.keys())
         except (SafetensorError, OSError):
             return False
+
+    def resolve_steps(self, spec: str) -> list[int]:
+        """'all', 'latest' or 'S1,S2,...' -> existing checkpoint steps."""
+        if spec == "all":
+            return self.checkpoint_steps()
+        return [self.resolve_step(part.strip()) for part in spec.split(",")]
 
     def resolve_step(self, spec: str | int) -> int:
         """'latest' or a step number -> an existing checkpoint's step."""

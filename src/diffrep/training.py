@@ -18,21 +18,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import Config, ConfigError, TrainingConfig
 from .data import BumpDataset
-from .diffusion import NoiseSchedule
+from .diffusion import NoiseSchedule, noise_loss
 from .model import UNet, build_model
 from .rundir import STATE_PREFIXES, CheckpointError, RunDir
-from . import probes, scoring
-from .phases import classify, rule_id
-from .probes import probe_checkpoint, write_probe
-from .scoring import evaluation_set, score_model, write_scores
 
 
 class TrainingDiverged(RuntimeError):
@@ -52,15 +48,27 @@ def checkpoint_schedule(steps: int, log_points: int, every: int) -> list[int]:
 def is_finished(cfg: Config, run: RunDir) -> bool:
     """Derived from the run directory alone: the last step is checkpointed, or (adaptive length)
     the run has checkpointed `stop_after_phase_c` times since its first phase C."""
-    steps = run.checkpoint_steps()
+    return finishes(cfg, run.checkpoint_steps(), run.metrics())
+
+
+def finishes(cfg: Config, steps: list[int], metrics: list[dict]) -> bool:
+    """`is_finished` of a run whose checkpoints are `steps` and whose metrics.jsonl lines are `metrics`
+    (an evaluation asks it of the checkpoint it is evaluating, before that checkpoint is saved)."""
     if steps and steps[-1] == cfg.training.steps:
         return True
     n = cfg.training.stop_after_phase_c
     if n is None:
         return False
     key = f"phase.{cfg.probe.layers[0]}"
-    labels = [r[key] for r in run.metrics() if key in r and r["step"] in steps]
+    labels = [r[key] for r in metrics if key in r and r["step"] in steps]
     return "C" in labels and len(labels) - 1 - labels.index("C") >= n
+
+
+def new_run(path, cfg: Config) -> RunDir:
+    """Create a run directory, once everything that can be rejected up front has been checked."""
+    BumpDataset(cfg.data)  # masks that leave no data, lattices too large
+    check_memory(cfg, resolve_device(cfg.training.device))  # batches, images or widths too large
+    return RunDir.create(path, cfg)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -139,11 +147,16 @@ def learning_rate(t: TrainingConfig, step: int) -> float:
 
 @dataclass
 class Trainer:
-    """The state of a run in memory; `state_tensors` / `load_state` move it to and from checkpoints."""
+    """The state of a run in memory; `state_tensors` / `load_state` move it to and from checkpoints.
+
+    `evaluate(model, step)`, when given, is called at every scheduled checkpoint before it is saved,
+    with a model holding the weights to evaluate (diffrep.evaluation.Evaluator scores and probes it).
+    """
 
     cfg: Config
     run: RunDir
     device: torch.device
+    evaluate: Callable[[UNet, int], None] | None = None
 
     def __post_init__(self):
         t = self.cfg.training
@@ -158,8 +171,7 @@ class Trainer:
         self.dataset = BumpDataset(self.cfg.data)
         self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
         self.step = 0
-        # Built on first use, for scoring and probing during training.
-        self.eval_model, self.evalset = None, None
+        self.eval_model = None  # built on first use: the weights evaluation reads
         # Sums over the current logging interval: loss, count, then per-bucket sums and counts.
         self.accum = torch.zeros(2 + 2 * t.loss_buckets, dtype=torch.float64)
 
@@ -183,16 +195,14 @@ class Trainer:
         self.run.drop_resume_state(self.cfg.training.keep_resume_state)
 
     def checkpoint(self) -> None:
-        """A scheduled checkpoint: scored and probed first (when on), so that a kill before the
-        save is undone on resume by dropping the metrics lines of a step that has no checkpoint."""
-        if self.cfg.scoring.during_training:
-            self.score()
-        if self.cfg.probe.during_training:
-            self.probe()
+        """A scheduled checkpoint: evaluated first (when the trainer has an `evaluate`), so that a kill
+        before the save is undone on resume by dropping the metrics lines of a step that has no checkpoint."""
+        if self.evaluate is not None:
+            self.evaluate(self.evaluated_model(), self.step)
         self.save()
 
     def evaluated_model(self) -> UNet:
-        """A separate model holding the weights that scoring and probes read (EMA by default)."""
+        """A separate model holding the weights that evaluation reads (scoring.weights: EMA by default)."""
         if self.eval_model is None:
             with torch.random.fork_rng():  # its throwaway initialization leaves the RNG state alone
                 self.eval_model = build_model(self.cfg).to(self.device)
@@ -201,34 +211,6 @@ class Trainer:
             for name, p in self.eval_model.named_parameters():
                 p.copy_(weights[name])
         return self.eval_model.eval()
-
-    def score(self, cfg: Config | None = None, prefix: str = "score") -> None:
-        cfg = cfg or self.cfg
-        if self.evalset is None:
-            self.evalset = evaluation_set(self.cfg)
-        summary, per_sample, images = score_model(self.evaluated_model(), cfg, self.evalset)
-        write_scores(self.run, self.step, summary, per_sample, images)
-        self.run.append_metrics(scoring.flat_record(self.step, summary, prefix))
-
-    def score_final(self) -> None:
-        """The finished run's last checkpoint scored with DDPM over all T steps (`scoring.final_ddpm`):
-        the unbiased final numbers, as `final.*` in metrics.jsonl. Done once: a resume of a finished run
-        whose last metrics line lacks them (killed while scoring) scores it again."""
-        if not (self.cfg.scoring.final_ddpm and self.cfg.scoring.during_training):
-            return
-        if any("final.sampler" in r for r in self.run.metrics() if r["step"] == self.step):
-            return
-        self.score(self.cfg.with_overrides({"scoring.sampler": "ddpm"}), prefix="final")
-
-    def probe(self) -> None:
-        cfg, every = self.cfg, self.cfg.probe.keep_every
-        keep = every > 0 and (self.step % every == 0 or self.step == cfg.training.steps)
-        if not keep:  # UMAP, like the kept activations, at a few checkpoints only
-            cfg = cfg.with_overrides({"probe.umap": False})
-        result = probe_checkpoint(self.evaluated_model(), cfg, self.schedule)
-        labels = {name: classify(layer["metrics"], self.cfg.phase) for name, layer in result["layers"].items()}
-        write_probe(self.run, self.step, result, cfg, labels, rule_id(cfg.phase), keep_activations=keep)
-        self.run.append_metrics(probes.flat_record(self.step, result, labels))
 
     def load_state(self, step: int) -> bool:
         """Restore everything from a checkpoint; False if it holds weights only (no resume state)."""
@@ -287,8 +269,7 @@ class Trainer:
         x0, noise, labels, drop, tdev = (v.to(self.device) for v in (x0, noise, labels, drop, timesteps))
         x_t = self.schedule.add_noise(x0, noise, timesteps)
         eps = self.model(x_t, tdev, labels, drop)
-        per_sample = F.mse_loss(eps, noise, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * self.loss_weights(timesteps)).mean() if t.loss_weighting == "min_snr" else per_sample.mean()
+        loss, per_sample = noise_loss(eps, noise, timesteps, self.schedule, t.loss_weighting, t.min_snr_gamma)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.step + 1}")
 
@@ -311,13 +292,6 @@ class Trainer:
         self.accum[2 + k :] += torch.bincount(bucket, minlength=k).double()
         return loss.item()
 
-    def loss_weights(self, timesteps: torch.Tensor) -> torch.Tensor:
-        """Min-SNR-gamma weights of noise-prediction losses: min(SNR_t, gamma) / SNR_t, 1 wherever
-        SNR_t <= gamma (the noisy timesteps that place the bump), < 1 on the nearly clean ones."""
-        snr = self.schedule.snr(timesteps)
-        weights = snr.clamp(max=self.cfg.training.min_snr_gamma) / snr
-        return weights.to(self.device, torch.float32)
-
     def metrics_record(self, step_time: float) -> dict:
         """The line for metrics.jsonl over the interval since the last one; resets the sums."""
         k, T = self.cfg.training.loss_buckets, self.schedule.timesteps
@@ -332,8 +306,9 @@ class Trainer:
         return record
 
 
-def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -> RunDir:
-    """Train `cfg` into `run` (a fresh run, or continue it with resume=True)."""
+def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, evaluate=None) -> RunDir:
+    """Train `cfg` into `run` (a fresh run, or continue it with resume=True), calling `evaluate` at
+    every checkpoint (`Trainer`); diffrep.run.train passes the run's evaluation."""
     t = cfg.training
     def warn(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -342,12 +317,15 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
     device = resolve_device(t.device)
     check_memory(cfg, device)  # e.g. a config.json edited by hand since the run was created
     with run.lock():
-        trainer = Trainer(cfg, run, device)
+        trainer = Trainer(cfg, run, device, evaluate)
         if resume:
             trainer.resume_latest(warn)
             run.truncate_metrics(trainer.step)
+            # A kill between a checkpoint's save and the stripping of older ones' resume state (the run
+            # may even be finished) left that stripping undone.
+            run.drop_resume_state(t.keep_resume_state)
         else:
-            trainer.checkpoint()  # step 0: the initialization, the baseline of every probe
+            trainer.checkpoint()  # step 0: the initialization
         finished = is_finished(cfg, run)  # checked again after each checkpoint, the only time it can change
         if resume and not finished:
             log(f"diffrep: resuming {run.path} from step {trainer.step}")
@@ -378,8 +356,6 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False) -
                         f"interrupted at step {trainer.step}, checkpoint written; "
                         f"resume with: diffrep train --resume {run.path}"
                     )
-            if finished:
-                trainer.score_final()
         except TrainingDiverged as e:
             last = run.checkpoint_steps()[-1]
             raise TrainingDiverged(

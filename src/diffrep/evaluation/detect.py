@@ -75,8 +75,8 @@ import torch
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from .config import DATA_KINDS, ConfigError
-from .data import in_frame
+from ..config import DATA_KINDS, ConfigError
+from ..data import in_frame
 
 OUTCOMES = ("none", "several", "wrong", "accurate")  # index = outcome code
 NONE, SEVERAL, WRONG, ACCURATE = range(len(OUTCOMES))

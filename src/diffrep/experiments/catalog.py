@@ -2,16 +2,17 @@
 
     diffrep sweep EXPERIMENT [--scale laptop|full|tiny] [--sweep-dir D] [--seeds ...] [--set ...]
 
-An experiment is a sweep (a base config, a grid and seeds; diffrep/sweep.py) at one of three
-scales, and the analysis (diffrep/analyses.py) that turns its aggregated rows into statistics per
-setting over seeds, a figure with seeds as bands, and a verdict computed from the numbers:
+An experiment is a sweep (a base config, a grid and seeds; diffrep.sweep) at one of three scales,
+and the analysis (a module of this package per experiment) that turns its aggregated rows into
+statistics per setting over seeds, a figure with seeds as bands, and a verdict computed from the
+numbers:
 
   laptop  (the default) a reduced scale that a 2-core CPU affords: the `default` preset as it is (its
-          1,200-step cosine, phase C from step 500 in the demo), a checkpoint every 250 steps, fewer
-          grid values, seeds 0 and 1. Each experiment's docstring gives its estimated wall time
-          (`estimate_seconds`).
-  full    the paper's scale unchanged: the `paper` preset (widths 64/128/256, 50,000 steps), the full
-          grids, seeds 0-4; for a GPU (training.device=auto picks it) or a Ray cluster (--backend ray)
+          1,200-step cosine) with a checkpoint every 250 steps, fewer grid values, seeds 0 and 1;
+          `phases` runs eight seeds (6-13) with a checkpoint every 25 steps. `estimate_seconds` gives
+          the wall time.
+  full    the paper's scale: the `paper` preset (widths 64/128/256), the full grids, seeds 0-4 (phases:
+          6-13); for a GPU (training.device=auto picks it) or a Ray cluster (--backend ray)
   tiny    seconds per run (the `tiny` preset, 12 steps): the tests run every experiment end to end at
           this scale; its findings mean nothing
 
@@ -48,12 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import analyses
-from .config import Config, ConfigError, make_config, parse_override
-from .rundir import atomic_write, read_json
-from .scoring import evaluation_set
-from .sweep import expand_grid, load_sweep, prepare_sweep_dir, run_sweep, write_table
-from .training import checkpoint_schedule
+from ..config import Config, ConfigError, make_config, parse_override
+from ..evaluation.scoring import evaluation_set
+from ..rundir import atomic_write, read_json
+from ..sweep.grid import expand_grid
+from ..sweep.runner import load_sweep, prepare_sweep_dir, run_sweep
+from ..sweep.tables import aggregate, write_table
+from ..training import checkpoint_schedule
+from . import ablation, density, holes, imbalance, percolation, phases, sigma, stripes
+from .common import Context
 
 SCALES = ("laptop", "full", "tiny")
 EXPERIMENT_VERSION = 1
@@ -103,7 +107,7 @@ class Experiment:
     claim: str  # what the papers claim (PAPER.md), which the finding is set against
     measures: str  # one line: what it measures
     scales: dict[str, Scale]
-    analyze: Callable[[list[dict], analyses.Context], dict]
+    analyze: Callable[[list[dict], Context], dict]
     trains: bool = True
 
 
@@ -146,12 +150,12 @@ def stripes_points(lambdas: list[float], every_arm: list[int], two_arms: list[in
             + [(k, r, n, lam) for n in two_arms for k, r in arms[:2] for lam in lambdas])
 
 
-ABLATION_KEY = "+".join(analyses.ABLATION_KEYS)
+ABLATION_KEY = "+".join(ablation.ABLATION_KEYS)
 
 
 def ablation_grid(attention: list[int], more_attention: list[int], widths: list[int], only=None) -> dict:
     """The baseline and one change at a time (values of ABLATION_KEY, in the order of
-    analyses.ABLATION_KEYS): attention only in the bottleneck, attention at more levels, half and
+    ablation.ABLATION_KEYS): attention only in the bottleneck, attention at more levels, half and
     double widths, no long skip connections, a trainable MLP label encoder. `only`: these names."""
     variants = {
         "baseline": [attention, widths, True, "sinusoidal"],
@@ -192,7 +196,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         scales={"laptop": Scale("default", PHASES_RUN, {}, list(range(6, 14))),
                 "full": Scale("paper", PHASES_RUN, {}, list(range(6, 14))),
                 "tiny": Scale("tiny", TINY_RUN, {}, [0, 1])},
-        analyze=analyses.analyze_phases),
+        analyze=phases.analyze_phases),
     Experiment(
         "density",
         claim="Denser datasets (smaller increments between bump centres) reach the ordered representation faster "
@@ -202,7 +206,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                 "full": Scale("paper", {}, {"data.dx+data.dy": [[0.1, 0.1], [0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]},
                               FULL_SEEDS),
                 "tiny": Scale("tiny", TINY_RUN, {"data.dx+data.dy": [[1.0, 1.0], [2.0, 2.0]]}, [0])},
-        analyze=analyses.analyze_density),
+        analyze=density.analyze_density),
     Experiment(
         "sigma",
         claim="The spread sigma matters less than the density (PAPER.md claim 3); the follow-up ties the onset to "
@@ -217,7 +221,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                                             "data.dx+data.dy": [[0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]}, FULL_SEEDS),
                 "tiny": Scale("tiny", TINY_RUN, {"data.sigma": [1.0, 2.0], "data.dx+data.dy": [[1.0, 1.0], [2.0, 2.0]]},
                               [0])},
-        analyze=analyses.analyze_sigma),
+        analyze=sigma.analyze_sigma),
     Experiment(
         "imbalance",
         claim="With skewed increments (e.g. dx = 0.1, dy = 1) x and y are still learned together (coupled), not as "
@@ -225,12 +229,12 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         measures="x-only and y-only accuracy and decoding / transfer R^2 over training for dx:dy 1:1, 1:10, 10:1 "
                  "(full: also 1:100, 100:1); verdict coupled or factorized",
         scales={"laptop": Scale("default", LAPTOP_RUN, {"data.dx+data.dy": [[0.5, 0.5], [0.05, 0.5], [0.5, 0.05]]}, [0, 1],
-                                {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD}),
+                                {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD}),
                 "full": Scale("paper", {}, {"data.dx+data.dy": [[1.0, 1.0], [0.1, 1.0], [0.01, 1.0], [1.0, 0.1], [1.0, 0.01]]},
-                              FULL_SEEDS, {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD}),
+                              FULL_SEEDS, {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD}),
                 "tiny": Scale("tiny", TINY_RUN, {"data.dx+data.dy": [[2.0, 2.0], [1.0, 2.0], [2.0, 1.0]]}, [0],
-                              {"axis_threshold": analyses.AXIS_ACCURACY_THRESHOLD})},
-        analyze=analyses.analyze_imbalance),
+                              {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD})},
+        analyze=imbalance.analyze_imbalance),
     Experiment(
         "holes",
         claim="Models compose well but interpolate poorly over held-out regions, worse as they grow (follow-up, "
@@ -243,7 +247,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                               FULL_SEEDS),
                 "tiny": Scale("tiny", {**TINY_RUN, "data.dx": 1.0, "data.dy": 1.0},
                               {"data.holdout": holdout_grid(16, [2, 4], 2, [3.5])}, [0])},
-        analyze=analyses.analyze_holes),
+        analyze=holes.analyze_holes),
     Experiment(
         "stripes",
         claim="Training on 1D stripes plus bumps is far more data efficient than bumps alone, and a few 2D "
@@ -262,7 +266,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                                            + [("stripes", 0, 16, 1.0), ("stripes", 4, 16, 1.0),
                                               ("bumps", 0, 8, 1.0), ("bumps+stripes", 0, 8, 1.0)]),
                               [0], {"percolation_thresholds": [0.5]})},
-        analyze=analyses.analyze_stripes),
+        analyze=stripes.analyze_stripes),
     Experiment(
         "percolation",
         claim="The sudden onset of manifold formation follows percolation of the overlap between neighbouring bumps "
@@ -277,7 +281,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                                "thresholds": [0.3, 0.5, 0.7, 0.9]}),
                 "tiny": Scale("tiny", {}, {}, [0, 1], {"lambdas": [0.25, 0.5, 1.0], "sigmas": [1.0, 2.0],
                                                       "thresholds": [0.5, 0.8]})},
-        analyze=analyses.analyze_percolation, trains=False),
+        analyze=percolation.analyze_percolation, trains=False),
     Experiment(
         "ablation",
         claim="Open question: which architecture choices change when the phases come, and whether x and y factorize "
@@ -289,7 +293,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                 "tiny": Scale("tiny", {**TINY_RUN, **TWO_LAYERS},
                               ablation_grid([8], [16, 8], [8, 16, 16], only=("baseline", "bottleneck attention",
                                                                             "no skips", "mlp labels")), [0])},
-        analyze=analyses.analyze_ablation),
+        analyze=ablation.analyze_ablation),
     Experiment(
         "digits",
         claim="Open question: do the same phases appear on images no one rendered as bumps?",
@@ -298,7 +302,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         scales={"laptop": Scale("default", {**LAPTOP_RUN, **digits_lattice(8.0, 24.0, 0.5)}, {"data.glyph": [0, 1]}, [0, 1]),
                 "full": Scale("paper", digits_lattice(8.0, 24.0, 0.5), {"data.glyph": list(range(10))}, FULL_SEEDS),
                 "tiny": Scale("tiny", {**TINY_RUN, **TINY_DIGITS}, {"data.glyph": [0, 1]}, [0])},
-        analyze=analyses.analyze_digits),
+        analyze=phases.analyze_digits),
 ]}
 
 
@@ -370,28 +374,23 @@ def describe(p: Plan, runs: int) -> str:
 @dataclass
 class Outcome:
     sweep_dir: Path
-    results: list[dict]  # one per run (sweep.run_one): status, error, seconds
+    results: list[dict]  # one per run (sweep.runner.run_one): status, error, seconds
+    rows: list[dict]  # the runs' aggregated table (sweep.tables.aggregate); none for an experiment without runs
     findings: dict  # as written to findings.json
-    report: Path  # report.html
-    lines: list[str]  # the report's text summary
 
 
 def run_experiment(name: str, scale: str = "laptop", sweep_dir=None, overrides=(), seeds: list[int] | None = None,
                    quiet: bool = False, **backend) -> Outcome:
     """Run (or finish) an experiment into SWEEP_DIR (default runs/NAME-SCALE) and analyze it: writes
-    table.csv, findings.json, the figure and report.html. `backend` goes to `sweep.run_sweep`
-    (backend, workers, address, cpus_per_run, gpus_per_run, max_retries)."""
-    from .report import write_sweep_report
-    from .sweep import aggregate
-
+    table.csv, findings.json and the figure (diffrep.report writes its page). `backend` goes to
+    `sweep.runner.run_sweep` (backend, workers, address, cpus_per_run, gpus_per_run, max_retries)."""
     p = plan(name, scale, overrides, seeds)
     root = Path(sweep_dir or f"runs/{name}-{scale}")
     if not p.experiment.trains:
         _prepare_untrained_dir(root, p)
-        rows = analyses.percolation_rows(_context(root, p))
+        rows = percolation.percolation_rows(_context(root, p))
         write_table(rows, root / "table.csv")
-        findings = _analyze(root, p, rows, runs=0)
-        return Outcome(root, [], findings, *write_sweep_report(root, [], findings=findings))
+        return Outcome(root, [], [], _analyze(root, p, rows, runs=0))
     points = expand_grid(p.base, p.grid, p.seeds)
     if not quiet:
         minutes = estimate_seconds([cfg for _, cfg in points]) / 60
@@ -401,8 +400,7 @@ def run_experiment(name: str, scale: str = "laptop", sweep_dir=None, overrides=(
     results = run_sweep(root, p.base, p.grid, p.seeds, quiet=quiet, **backend)
     rows = aggregate([str(root)])
     write_table(rows, root / "table.csv")
-    findings = _analyze(root, p, rows, runs=len(points))
-    return Outcome(root, results, findings, *write_sweep_report(root, rows, findings=findings))
+    return Outcome(root, results, rows, _analyze(root, p, rows, runs=len(points)))
 
 
 def analyze_sweep(sweep_dir, rows: list[dict]) -> dict | None:
@@ -421,8 +419,8 @@ def analyze_sweep(sweep_dir, rows: list[dict]) -> dict | None:
     return _analyze(root, p, rows, runs=len(expand_grid(base, grid, seeds)))
 
 
-def _context(root: Path, p: Plan) -> analyses.Context:
-    return analyses.Context(out=root, base=p.base, params=p.params, name=p.experiment.name, layer=p.base.probe.layers[0])
+def _context(root: Path, p: Plan) -> Context:
+    return Context(out=root, base=p.base, params=p.params, name=p.experiment.name, layer=p.base.probe.layers[0])
 
 
 def _analyze(root: Path, p: Plan, rows: list[dict], runs: int) -> dict:

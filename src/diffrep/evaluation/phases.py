@@ -30,13 +30,12 @@ file, and how they were chosen is in docs/tuning.md ("The phase rule").
 
 from __future__ import annotations
 
-import json
 import math
 from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from .config import PhaseConfig
+from ..config import PhaseConfig
 
 # The frozen rule: these thresholds, chosen on seeds 0-3 of the default preset, judged on others.
 RULE_VERSION = "nulls-1"
@@ -213,52 +212,3 @@ def agreement_null(runs: Sequence[tuple[Sequence[str | None], Sequence[str | Non
     null /= n
     return {"agreement": observed, "null_mean": float(null.mean()), "null_95": float(np.percentile(null, 95)),
             "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations)), "n": n}
-
-
-# ----------------------------------------------------------------------------
-# A whole run directory: phases per checkpoint next to generation, into probes/phases.json.
-
-QUALITY_METRIC = "knn_overlap"  # representation quality in the rank correlation: order of the (x, y) map
-
-
-def analyze_run(run, cfg) -> dict:
-    """Phase of every probed checkpoint (per layer) beside its dominant generation outcome (the
-    scores of the run's scoring sampler), the onsets, the lag from phase C to accurate generation,
-    their agreement and the rank correlation of representation quality with accuracy. Written to
-    phases.json in the probe set's folder (RUN_DIR/probes/ for the run's own) and returned."""
-    from .probes import load_probes, probe_dir
-    from .rundir import atomic_write
-    from .scoring import load_scores, sampler_tag
-
-    tag = sampler_tag(cfg)
-    probes = load_probes(run, cfg)
-    scores = {r["step"]: r["groups"]["train"] for r in load_scores(run, tag)}
-    result = {"sampler": tag, "rule": rule_id(cfg.phase), "quality_metric": QUALITY_METRIC, "layers": {}}
-    for layer in cfg.probe.layers:
-        rows = []
-        for record in probes:
-            metrics = record["layers"].get(layer)
-            if metrics is None:
-                continue
-            phase, reasons = explain(metrics, cfg.phase)
-            summary = scores.get(record["step"])
-            rows.append({"step": record["step"], "phase": phase, "reasons": reasons,
-                         "outcome": dominant_outcome(summary) if summary else None,
-                         "accuracy": summary["accuracy"] if summary else None,
-                         "fractions": {o: summary[f"frac_{o}"] for o in OUTCOME_NAMES} if summary else None,
-                         "condition_share": metrics.get("condition_share"), "order_gain": order_gain(metrics),
-                         QUALITY_METRIC: metrics.get(QUALITY_METRIC)})
-        corr = rank_correlation([r[QUALITY_METRIC] for r in rows], [r["accuracy"] for r in rows])
-        agree = agreement([r["phase"] for r in rows], [r["outcome"] for r in rows])
-        found = onsets([r["step"] for r in rows], [r["phase"] for r in rows], [r["outcome"] for r in rows],
-                       [r["accuracy"] for r in rows])
-        lag = None if found.phase["C"] is None or found.accurate is None else found.accurate - found.phase["C"]
-        result["layers"][layer] = {
-            "checkpoints": rows, "first_step": found.phase, "first_outcome": found.outcome,
-            "first_accurate": found.accurate, "lag_c_to_accurate": lag, "in_order": found.in_order,
-            "reversals": found.reversals, "agreement": None if math.isnan(agree) else agree,
-            "rank_correlation": {"rho": None if math.isnan(corr.rho) else corr.rho,
-                                 "p_value": None if math.isnan(corr.p_value) else corr.p_value, "n": corr.n},
-        }
-    atomic_write(probe_dir(run, cfg) / "phases.json", json.dumps(result, indent=1).encode())
-    return result

@@ -60,15 +60,14 @@ import io
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import Config, DataConfig, ProbeConfig
-from .data import in_region, render_for
-from .model import StopForward, resolve_hook
-from .rundir import RunDir, atomic_write, read_json, read_npz
+from ..config import Config, DataConfig, ProbeConfig
+from ..data import in_region, render_for
+from ..model import StopForward, resolve_hook
+from ..rundir import RunDir, atomic_write, read_json, read_npz
 
 
 # ----------------------------------------------------------------------------
@@ -539,25 +538,13 @@ def probe_checkpoint(model, cfg: Config, schedule) -> dict:
     return {"conditions": conds, "heldout": heldout, "layers": layers}
 
 
-def probe_dir(run: RunDir, cfg: Config) -> Path:
-    """probes/ for the run's own probe set; probes-{input}-t{T}-g{G}-r{R}-n{S}/ for another input,
-    timestep, grid, number of draws or noise seed (`diffrep probe --timestep ...`), so that no
-    re-probe overwrites another set's results."""
-    own, p = run.config().probe, cfg.probe
-    key = lambda q: (q.input, q.timestep, q.grid, q.draws, q.noise_seed)  # noqa: E731
-    if key(p) == key(own):
-        return run.path / "probes"
-    return run.path / f"probes-{p.input}-t{p.timestep}-g{p.grid}-r{p.draws}-n{p.noise_seed}"
-
-
 def write_probe(run: RunDir, step: int, result: dict, cfg: Config, phases: dict[str, str], rule: str,
                 keep_activations: bool = True) -> None:
     """Write (or add layers to) the probe files of a checkpoint: layers probed before are kept. The
     JSON holds each layer's metrics, its phase and the phase rule that labelled it (`phases.rule_id`);
     the npz the probe conditions and the activations of the first noise draw (float16), for pictures."""
-    folder = probe_dir(run, cfg)
-    folder.mkdir(exist_ok=True)
-    json_path, npz_path = folder / f"step_{step:08d}.json", folder / f"step_{step:08d}.npz"
+    json_path, npz_path = run.probe_path(cfg.probe, step, "json"), run.probe_path(cfg.probe, step, "npz")
+    json_path.parent.mkdir(exist_ok=True)
     record = read_json(json_path) if json_path.exists() else {"step": step, "layers": {}, "phases": {}}
     record.update({"input": cfg.probe.input, "timestep": cfg.probe.timestep, "draws": cfg.probe.draws, "rule": rule})
     record["layers"].update({name: layer["metrics"] for name, layer in result["layers"].items()})
@@ -576,10 +563,8 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config, phases: dict[
 
 
 def load_probes(run: RunDir, cfg: Config) -> list[dict]:
-    """The probe records (metrics per layer) of a run's probe set, by step."""
-    folder = probe_dir(run, cfg)
-    records = [read_json(p) for p in folder.glob("step_*.json")] if folder.is_dir() else []
-    return sorted(records, key=lambda r: r["step"])
+    """The probe records (metrics and phase per layer) of a run's probe set (cfg.probe), by step."""
+    return sorted((read_json(p) for p in run.probe_files(cfg.probe)), key=lambda r: r["step"])
 
 
 def flat_record(step: int, result: dict, phases: dict[str, str]) -> dict:

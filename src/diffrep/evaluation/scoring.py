@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .config import Config, ConfigError
-from .data import BumpDataset, evenly_spaced, in_region, lattice, render_for
+from ..config import Config, ConfigError
+from ..data import BumpDataset, evenly_spaced, in_region, lattice, render_for
 from .detect import OUTCOMES, detect, summarize
-from .diffusion import NoiseSchedule, make_sampler, sample
-from .plots import save_tiled
-from .rundir import RunDir, atomic_write, read_json
+from ..diffusion import NoiseSchedule, make_sampler, sample
+from ..rundir import RunDir, atomic_write, read_json
 
 
 @dataclass
@@ -164,19 +164,32 @@ def flat_record(step: int, summary: dict, prefix: str = "score") -> dict:
 
 
 def write_scores(run: RunDir, step: int, summary: dict, per_sample: dict, images) -> None:
+    """The summary (json), the per-sample arrays (npz) and the in-distribution samples tiled (png)."""
     tag = summary["sampler"]
-    folder = run.path / "scores"
-    folder.mkdir(exist_ok=True)
-    stem = f"step_{step:08d}_{tag}"
-    atomic_write(folder / f"{stem}.json", json.dumps({"step": step, **summary}, indent=1).encode())
+    run.score_path(step, tag, "json").parent.mkdir(exist_ok=True)
+    atomic_write(run.score_path(step, tag, "json"), json.dumps({"step": step, **summary}, indent=1).encode())
     buffer = io.BytesIO()
     np.savez(buffer, **per_sample, outcome_names=np.array(OUTCOMES))
-    atomic_write(folder / f"{stem}.npz", buffer.getvalue())
-    save_tiled(images[per_sample["group"] == 0], folder / f"{stem}.png")
+    atomic_write(run.score_path(step, tag, "npz"), buffer.getvalue())
+    atomic_write(run.score_path(step, tag, "png"), tiled_png(images[per_sample["group"] == 0]))
+
+
+def tiled_png(images, cols: int = 8) -> bytes:
+    """Images [B, 1, N, N] in [-1, 1] tiled into one grey PNG, 1-pixel gaps: fast, for every checkpoint."""
+    from matplotlib.image import imsave  # no pyplot: nothing global is touched
+
+    images = np.asarray(images)[:, 0]
+    n, size = len(images), images.shape[-1]
+    rows = math.ceil(n / cols)
+    canvas = np.full((rows * (size + 1) + 1, cols * (size + 1) + 1), 0.0)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
+        canvas[1 + r * (size + 1) : (r + 1) * (size + 1), 1 + c * (size + 1) : (c + 1) * (size + 1)] = img
+    buffer = io.BytesIO()
+    imsave(buffer, canvas, cmap="gray", vmin=-1, vmax=1, format="png")
+    return buffer.getvalue()
 
 
 def load_scores(run: RunDir, tag: str) -> list[dict]:
     """The per-checkpoint summaries of one sampler, by step."""
-    folder = run.path / "scores"
-    records = [read_json(p) for p in sorted(folder.glob(f"step_*_{tag}.json"))] if folder.is_dir() else []
-    return sorted(records, key=lambda r: r["step"])
+    return sorted((read_json(p) for p in run.score_files(tag)), key=lambda r: r["step"])

@@ -1,0 +1,78 @@
+"""The ablation experiment: which architecture choices move the phases, and do x and y factorize?"""
+
+from __future__ import annotations
+
+import json
+
+from ..config import Config
+from ..plots import plot_seed_bands, plot_setting_curves
+from ..sweep.tables import final_value, time_to
+from .common import (ACCURACY_KEY, FACTORIZED_TRANSFER, NOT_REACHED, Context, earlier_or_later, fmt, per_setting,
+                     save_figure, setting_curves, short)
+
+ABLATION_KEYS = ("model.attention_resolutions", "model.widths", "model.skips", "model.label_encoding")
+
+
+def variant_label(row: dict, base: Config) -> str:
+    """The settings of ABLATION_KEYS where a run differs from the base config, or 'baseline'."""
+    base_flat = {"model.attention_resolutions": json.dumps(base.model.attention_resolutions),
+                 "model.widths": json.dumps(base.model.widths), "model.skips": base.model.skips,
+                 "model.label_encoding": base.model.label_encoding}
+    changed = [f"{short(k)}={row[k]}" for k in ABLATION_KEYS if _same(row[k]) != _same(base_flat[k])]
+    return ", ".join(changed) or "baseline"
+
+
+def _same(value):
+    return json.loads(value) if isinstance(value, str) and value.startswith("[") else value
+
+
+def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
+    """Per architecture variant: steps to phase C at each probed layer, accuracy, transfer R^2.
+
+    Verdict: per variant, phase C at the first probed layer 'earlier' / 'later' than the baseline
+    when every seed is before / after every baseline seed (`earlier_or_later`), else 'no clear
+    change'; 'factorized' when the mean over seeds of min(x_transfer_r2, y_transfer_r2) at the last
+    checkpoint is >= FACTORIZED_TRANSFER, else 'coupled'; and in how many runs the second probed
+    layer reaches phase C before the first.
+    """
+    label = lambda r: variant_label(r, ctx.base)  # noqa: E731
+    layers = ctx.base.probe.layers
+    to_c = {layer: time_to(rows, f"phase.{layer}", "C") for layer in layers}
+    stats = {f"steps_to_phase_C_{layer}": {"description": f"first checkpoint labelled phase C ({layer})",
+                                           "per_setting": per_setting(rows, to_c[layer], label)} for layer in layers}
+    stats["final_accuracy"] = {"description": "in-distribution accuracy at the last checkpoint",
+                               "per_setting": per_setting(rows, final_value(rows, ACCURACY_KEY), label)}
+    first = layers[0]
+    x_tr, y_tr = (final_value(rows, f"probe.{first}.{k}") for k in ("x_transfer_r2", "y_transfer_r2"))
+    min_tr = {r: (min(x_tr[r], y_tr[r]) if x_tr[r] is not None and y_tr[r] is not None else None) for r in x_tr}
+    stats["final_min_transfer_r2"] = {"description": f"min(x_transfer_r2, y_transfer_r2) of {first} at the last checkpoint",
+                                      "per_setting": per_setting(rows, min_tr, label)}
+    timing = stats[f"steps_to_phase_C_{first}"]["per_setting"]
+    baseline = next((e for e in timing if e["label"] == "baseline"), None)
+    parts = []
+    for e in timing:
+        if e["label"] == "baseline":
+            continue
+        change = earlier_or_later(e["values"], baseline["values"]) if baseline else NOT_REACHED
+        parts.append(f"{e['label']}: phase C {change}")
+    for e in stats["final_min_transfer_r2"]["per_setting"]:
+        word = NOT_REACHED if e["mean"] is None else "factorized" if e["mean"] >= FACTORIZED_TRANSFER else "coupled"
+        parts.append(f"{e['label']}: {word} (min transfer R^2 {fmt(e['mean'], 2)})")
+    if len(layers) > 1:
+        second = layers[1]
+        both = [r for r in to_c[first] if to_c[first][r] is not None and to_c[second][r] is not None]
+        sooner = sum(to_c[second][r] < to_c[first][r] for r in both)
+        parts.append(f"{second} reaches phase C before {first} in {sooner} of {len(both)} runs where both reach it"
+                     if both else f"{first} vs {second}: {NOT_REACHED}")
+    labels = [e["label"] for e in timing]
+
+    def by_variant(ax):
+        plot_seed_bands(ax, [{"label": layer, "x": list(range(len(labels))),
+                              "values": [e["values"] for e in stats[f"steps_to_phase_C_{layer}"]["per_setting"]]}
+                             for layer in layers], "variant", "steps to phase C")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=6)
+
+    figures = save_figure(ctx, "ablation: steps to phase C per variant and layer, accuracy (band: seeds)", [
+        by_variant, lambda ax: plot_setting_curves(ax, setting_curves(rows, ACCURACY_KEY, label), "in-distribution accuracy"),
+    ])
+    return {"statistics": stats, "verdict": "; ".join(parts), "figures": figures}

@@ -1,0 +1,31 @@
+"""A grid of samples from a checkpoint, each tile titled with its condition and marked at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..data import BumpDataset, evenly_spaced
+from ..diffusion import NoiseSchedule, make_sampler, sample
+from ..plots import save_sample_grid
+from ..rundir import RunDir
+from ..training import load_model
+
+
+def default_conditions(cfg, count: int = 16) -> np.ndarray:
+    """`count` conditions spread evenly through the dataset's lattice (held-out ones included)."""
+    return evenly_spaced(BumpDataset(cfg.data).conditions, count)
+
+
+def write_samples(run: RunDir, step: int, conditions, sampler_name: str = "ddim", steps: int = 50, seed: int = 0,
+                  ema: bool = True, out: Path | None = None) -> Path:
+    """Draw `conditions` from checkpoint `step` and write the grid to `out` (default `RunDir.sample_path`)."""
+    cfg = run.config()
+    sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None)
+    images = sample(load_model(run, step, ema=ema), sampler, conditions, cfg.data.image_size, seed=seed)
+    name = f"{sampler_name}{len(sampler.timesteps)}"
+    path = out or run.sample_path(step, name, seed, "ema" if ema else "raw")
+    title = f"{run.path.name}  step {step}  {name}  {'EMA' if ema else 'raw'} weights  seed {seed}"
+    save_sample_grid(images.cpu(), conditions, path, title, cfg.data.latent_size, cfg.data.image_size)
+    return path
