@@ -19,6 +19,8 @@ demo: $(VENV)/.installed
 	$(BIN)/diffrep demo
 
 test: $(VENV)/.installed
+	@command -v chromium >/dev/null 2>&1 || sh tests/install_chromium.sh \
+		|| echo "make test: Chromium could not be installed: the browser test will be skipped"
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

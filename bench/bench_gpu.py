@@ -1,7 +1,7 @@
 """The `paper` preset on the densest dataset, on a GPU: training images/s and the time to phase C.
 
 The GPU part of the performance issue as one prepared command. Defaults: the `paper` preset (widths
-64/128/256, attention at 16 and 8, batch 128, AdamW lr 2e-4) on the densest lattice of the density
+64/128/256, attention at 16 and 8, the default recipe with lr 1e-3) on the densest lattice of the density
 experiment's full scale, dx = dy = 0.1 (103,041 bump centres), on `training.device` (auto: the GPU
 where there is one). Two measurements, one after the other in this process:
 

@@ -1,52 +1,12 @@
 """Time to phase C: diffrep's default run against a diffusers baseline, on the same time budget.
 
-Full measurement (on the 2-core CPU alone; about 4 x --budget-s of training plus the evaluations,
-so about 2.5 hours):
+Full measurement (on the 2-core CPU alone; about 4 x --budget-s of training plus the evaluations):
 
     .venv/bin/python bench/bench_time_to_c.py --budget-s 1800
 
-Deciding the goal of the performance issue (diffrep at least 3x sooner) only needs each baseline to
-train 3x as long as diffrep took; `--baseline-budget-factor 3` stops it there, or at the end of the
-cosine horizon (training.steps) where that comes first. The race of today's default (min-SNR gamma 1,
-lr 4e-3, AdamW betas (0.9, 0.9), a 1,200-step cosine; 2026-12-03, BENCHMARKS.md): the baseline with
-the same optimizer on longer cosines, with a budget that lets it finish them (seed 0, then seed 1):
-
-    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3 --baseline-grid training.steps=1500,2000 \
-        --baseline-budget-factor 4
-    .venv/bin/python bench/bench_time_to_c.py --lrs 1e-3 --baseline-grid training.steps=1750,2000 \
-        --baseline-budget-factor 4 --set training.seed=1
-
-The default with beta2 0.99 and a 1,500-step cosine (earlier that day; the first two --set give
-it back), the baseline on the 2,000-step cosine, then the same at lr 3e-3, first with the baseline on
-the 1,500-step cosine and on the 2,000-step one, then as before:
-
-    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
-        --lrs 1e-3 --baseline-set training.steps=2000 --baseline-budget-factor 4
-    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
-        --set training.lr=3e-3 --lrs 1e-3 --baseline-grid training.steps=1500,2000 --baseline-budget-factor 3
-    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.steps=1500 \
-        --set training.lr=3e-3 --lrs 1e-3 --baseline-set training.steps=2000 --baseline-budget-factor 4
-
-The races of the default with AdamW's beta2 = 0.99 and gamma 5 (earlier that day): the baseline
-with the same optimizer and schedule, then with torch's default betas and the 3,000-step cosine of
-the earlier races (the first four --set give the default of that day):
-
-    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.lr=2e-3 \
-        --set training.min_snr_gamma=5 --set training.steps=2000 --lrs 1e-3 --baseline-budget-factor 3
-    .venv/bin/python bench/bench_time_to_c.py --set training.adam_beta2=0.99 --set training.lr=2e-3 \
-        --set training.min_snr_gamma=5 --set training.steps=2000 --lrs 1e-3 \
-        --baseline-set training.adam_beta2=0.999 --baseline-set training.steps=3000 --baseline-budget-factor 3
-
-The min-SNR default's race (2026-12-02, beta2 0.999 and 3,000 steps then; 51 min on a slow day of
-this VM; 1e-4 left out):
-
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=2e-3 --set training.min_snr_gamma=5 \
-        --set training.adam_beta2=0.999 --set training.steps=3000 --lrs 1e-3,3e-4 --baseline-budget-factor 3
-
-The plain-loss default's race (earlier that day; diffrep missed 0.9 in 4,000 steps, hence the horizon):
-
-    .venv/bin/python bench/bench_time_to_c.py --set training.lr=2e-3 --set training.steps=8000 \
-        --set training.loss_weighting=uniform --set training.adam_beta2=0.999 --baseline-budget-factor 3
+`--baseline-budget-factor F` lets each baseline train only F times as long as diffrep took (or to
+the end of its cosine horizon, training.steps, where that comes first). The races run so far, with
+their commands, are in docs/archive/benchmarks-2026-12-03.md.
 
 Options: [--preset default] [--set key=value ...] [--baseline-set key=value ...] [--lrs 1e-4,3e-4,1e-3]
 [--baseline-grid KEY=V1,V2 ...] [--target-accuracy 0.9] [--no-phase] [--baseline-budget-factor F] [--step-time-steps 20] [--step-time-only]

@@ -79,7 +79,7 @@ def matmul_gflops_samples(n: int, repeats: int, device: torch.device, kernel: st
     CUDA); "conv1x1" is the same product as a 1 x 1 convolution of a channels-last image of n
     pixels and n channels, which goes to the library the model's convolutions use (oneDNN on a CPU,
     cuDNN on CUDA, with TF32 off). Which is faster depends on the CPU: on the AMD EPYC of 2026-12-03
-    the convolution, by 1.27-1.48x in four of five runs (BENCHMARKS.md).
+    the convolution, by 1.27-1.48x in four of five runs (docs/archive/benchmarks-2026-12-03.md).
     A repeat runs `inner` back-to-back calls, `inner` chosen from the warm-up so that one repeat
     lasts at least `min_repeat_s` (1 on a 2-core CPU at n = 2048; many on a GPU).
     """

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install Chromium from Debian's packages, for tests/test_report_browser.py (headless rendering of report.html).
-# Needs root and apt-get; the test runs it once when /usr/bin/chromium is missing and skips where it fails.
+# Needs root and apt-get; `make test` runs it when chromium is missing, and the test skips where it is still missing.
 # Time limit per apt step: $CHROMIUM_INSTALL_TIMEOUT seconds (default 600).
 set -eu
 limit="${CHROMIUM_INSTALL_TIMEOUT:-600}"

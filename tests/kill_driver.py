@@ -1,9 +1,10 @@
 """Run `diffrep` commands that SIGKILL themselves at a chosen write: the kill points of test_faults.py.
 
 Every file diffrep writes is committed by one `os.replace` (rundir.atomic_write), so "the n-th
-os.replace" names a point in a command exactly, whatever the machine's speed: killed *before* it,
-the n-th file is written to its temporary name but not committed (a torn write); killed *after*
-it, the file is committed and nothing else happened. `kill_in_metrics_line` instead kills in the
+os.replace of an atomic write" names a point in a command exactly, whatever the machine's speed
+(other libraries' replaces, such as numba writing its JIT cache on a first run, are not counted):
+killed *before* it, the n-th file is written to its temporary name but not committed (a torn
+write); killed *after* it, the file is committed and nothing else happened. `kill_in_metrics_line` instead kills in the
 middle of the n-th metrics.jsonl line (half of it written). Nothing in diffrep knows about this:
 the command runs unchanged, and the kill is a real SIGKILL (no cleanup, no finally, no flush).
 
@@ -33,6 +34,12 @@ from diffrep.rundir import RunDir  # noqa: E402
 torch.set_num_threads(1)
 
 
+def is_atomic_write(src) -> bool:
+    """Whether an os.replace commits a file of rundir.atomic_write (its temporary `.NAME.tmpPID`)."""
+    name = os.path.basename(os.fspath(src))
+    return name.startswith(".") and name.endswith(f".tmp{os.getpid()}")
+
+
 def run_job(job: dict) -> None:
     """In the forked child: the command, with its kill point armed. Never returns."""
     os.chdir(job["cwd"])
@@ -50,6 +57,8 @@ def run_job(job: dict) -> None:
 
     def replace(src, dst, **kwargs):
         nonlocal writes
+        if not is_atomic_write(src):  # another library's replace (numba's JIT cache on a first run)
+            return real_replace(src, dst, **kwargs)
         writes += 1
         if writes == job.get("kill_before_write"):
             os.kill(os.getpid(), sig)

@@ -69,7 +69,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
             laptop = plan(name, "laptop").base.training
             # the laptop scale ends where the default preset's cosine ends (catalog.LAPTOP_RUN)
             assert laptop.steps == make_config("default").training.steps
-            assert plan(name, "full").base.training.steps == 50000
+            assert plan(name, "full").base.training.steps == make_config("paper").training.steps
             if name == "phases":  # eight seeds that chose nothing, a checkpoint every 25 steps
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == list(range(6, 14))
                 assert laptop.checkpoint_every == 25

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,17 +45,16 @@ from test_training import TIMING_KEYS, assert_same_run
 QUICK = {"training.steps": 10, "scoring.during_training": False, "probe.during_training": False}
 TRAIN_ARGV = ["train", "tiny", "--quiet", "--set", "training.steps=10"]  # scored and probed: every kind of line
 
-# command -> (the directory it works on, argv given that directory's copy, kill points)
+# command -> (the directory it works on, argv given that directory's copy)
 COMMANDS = {
-    "score": ("quick_run", lambda d: ["score", d], 4),
-    "probe": ("quick_run", lambda d: ["probe", d], 4),
-    "report": ("analysed_run", lambda d: ["demo", "--run-dir", d, "--quiet"], 4),
-    "sweep-report": ("finished_sweep", lambda d: ["sweep", "--resume", d, "--quiet"], 3),
-    "aggregate": ("finished_sweep", lambda d: ["aggregate", d / "runs", "--out", d / "all.csv"], 2),
+    "score": ("quick_run", lambda d: ["score", d]),
+    "probe": ("quick_run", lambda d: ["probe", d]),
+    "report": ("analysed_run", lambda d: ["demo", "--run-dir", d, "--quiet"]),
+    "sweep-report": ("finished_sweep", lambda d: ["sweep", "--resume", d, "--quiet"]),
+    "aggregate": ("finished_sweep", lambda d: ["aggregate", d / "runs", "--out", d / "all.csv"]),
 }
-KILL_POINTS = [(command, i) for command, (_, _, n) in COMMANDS.items() for i in range(n)]
-TRAINING_KILL_POINTS = 5
 TORN_METRICS_LINES = 2
+KILLS = ("kill_before_write", "kill_after_write")
 
 
 def files(root: Path) -> dict[str, object]:
@@ -158,7 +159,7 @@ def references(request, workdir, driver):
 
     def get(command):
         if command not in made:
-            source, argv, _ = COMMANDS[command]
+            source, argv = COMMANDS[command]
             path = fresh_copy(request.getfixturevalue(source), workdir, command)
             before = files(path)
             result = driver(argv(path), workdir)
@@ -172,32 +173,35 @@ def references(request, workdir, driver):
 # -- kill points of score, probe, the report, the sweep report, aggregate ---------------------
 
 
-@pytest.mark.parametrize("command, point", KILL_POINTS, ids=[f"{c}-{i}" for c, i in KILL_POINTS])
-def test_sigkill_at_a_write_then_the_same_command_gives_the_files_of_an_uninterrupted_run(
-        command, point, request, references, driver, workdir, tmp_path, capsys):
-    source, argv, _ = COMMANDS[command]
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_sigkill_at_every_write_then_the_same_command_gives_the_files_of_an_uninterrupted_run(
+        command, request, references, driver, workdir, tmp_path, capsys):
+    """Killed just before and just after each of the command's writes, every one of them."""
+    source, argv = COMMANDS[command]
     before, after, writes = references(command)
-    n = pick(f"{command}-{point}", 1, writes)
-    where = "kill_before_write" if point % 2 == 0 else "kill_after_write"
-    path = fresh_copy(request.getfixturevalue(source), workdir, command)
+    assert writes >= 1
+    for n in range(1, writes + 1):
+        for where in KILLS:
+            point = f"{where} {n} of {writes}"
+            path = fresh_copy(request.getfixturevalue(source), workdir, command)
+            killed = driver(argv(path), tmp_path, **{where: n})
+            assert killed["signal"] == signal.SIGKILL, f"not killed at {point}: {killed}"
 
-    killed = driver(argv(path), tmp_path, **{where: n})
-    assert killed["signal"] == signal.SIGKILL, f"the command was not killed at write {n} of {writes}: {killed}"
+            now = files(path)
+            torn = [name for name in now if is_temporary(name)]
+            assert bool(torn) == (where == "kill_before_write"), (point, torn)  # the n-th file uncommitted, or not
+            for name, data in now.items():
+                if not is_temporary(name):
+                    assert data in (before.get(name), after[name]), f"{point}: {name} is neither as before nor after"
 
-    now = files(path)
-    torn = [name for name in now if is_temporary(name)]
-    assert bool(torn) == (where == "kill_before_write"), torn  # the kill left the n-th file uncommitted, or not
-    for name, data in now.items():
-        if not is_temporary(name):
-            assert data in (before.get(name), after[name]), f"{name} is neither as before nor as after the command"
-
-    capsys.readouterr()
-    assert main([str(a) for a in argv(path)]) == 0, capsys.readouterr().err
-    again = files(path)
-    if command in ("score", "probe", "report"):  # inside a run: the rerun holds its lock and clears what the kill left
-        assert again == after
-    else:  # a sweep folder or --out folder has no lock: a kill may leave a hidden temporary file there, never read
-        assert {k: v for k, v in again.items() if not is_temporary(k)} == after
+            capsys.readouterr()
+            assert main([str(a) for a in argv(path)]) == 0, (point, capsys.readouterr().err)
+            again = files(path)
+            if command in ("score", "probe", "report"):  # a run's lock: the rerun clears what the kill left
+                assert again == after, point
+            else:  # a sweep folder or --out folder has no lock: a hidden temporary file may stay there, never read
+                assert {k: v for k, v in again.items() if not is_temporary(k)} == after, point
 
 
 # -- kill points of training: resume to the same run ------------------------------------------
@@ -224,14 +228,39 @@ def assert_resumes_to(reference: RunDir, path: Path, capsys) -> None:
     assert ours == theirs  # every checkpoint, score and probe file, byte for byte; nothing temporary
 
 
-@pytest.mark.parametrize("point", range(TRAINING_KILL_POINTS))
-def test_sigkill_at_a_write_during_training_then_resume_is_exact(point, training_reference, driver, tmp_path, capsys):
+@pytest.mark.slow
+def test_sigkill_at_every_write_during_training_then_the_run_ends_exact(training_reference, driver, tmp_path, capsys):
+    """Killed just before and just after each write of `diffrep train`, the first (config.json)
+    included: `train --resume` (or, where no config.json was committed yet, the same command again)
+    ends with exactly the weights, metrics and files of an uninterrupted run."""
     reference, writes, _ = training_reference
-    # From write 2: killed before its config.json is committed, a run directory holds no run yet.
-    n = pick(f"train-{point}", 2, writes)
-    where = "kill_before_write" if point % 2 == 0 else "kill_after_write"
-    killed = driver(TRAIN_ARGV + ["--run-dir", tmp_path / "run"], tmp_path, **{where: n})
-    assert killed["signal"] == signal.SIGKILL, f"training was not killed at write {n} of {writes}: {killed}"
+    assert writes >= 20
+    argv = [*TRAIN_ARGV, "--run-dir", str(tmp_path / "run")]
+    for n in range(1, writes + 1):
+        for where in KILLS:
+            shutil.rmtree(tmp_path / "run", ignore_errors=True)
+            killed = driver(argv, tmp_path, **{where: n})
+            assert killed["signal"] == signal.SIGKILL, f"training was not killed at {where} {n} of {writes}: {killed}"
+            if not (tmp_path / "run" / "config.json").exists():  # killed inside the run's creation
+                capsys.readouterr()
+                assert main(argv) == 0, (where, n, capsys.readouterr().err)
+            assert_resumes_to(reference, tmp_path / "run", capsys)
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+@pytest.mark.parametrize("point", range(2))
+def test_ctrl_c_or_sigterm_during_training_writes_a_checkpoint_and_the_resume_is_exact(
+        point, signal_name, code, training_reference, driver, tmp_path, capsys):
+    """Ctrl-C, or a scheduler's SIGTERM (it kills the job a grace period later), in the middle of a
+    checkpoint's writes: the checkpoint is finished, the resume command printed, the exit code 128 +
+    the signal, and the resume exact."""
+    reference, writes, _ = training_reference
+    n = pick(f"sigterm-{point}", 2, writes // 2)  # well before the last checkpoint: the run is not finished
+    stopped = driver(TRAIN_ARGV + ["--run-dir", tmp_path / "run"], tmp_path, kill_before_write=n, signal=signal_name)
+    assert stopped["code"] == code, stopped
+    assert f"{signal_name} at step" in stopped["log"] and f"diffrep train --resume {tmp_path / 'run'}" in stopped["log"]
+    run = RunDir(tmp_path / "run")
+    assert run.has_resume_state(run.checkpoint_steps()[-1]) and run.checkpoint_steps()[-1] < 10
     assert_resumes_to(reference, tmp_path / "run", capsys)
 
 
@@ -246,62 +275,116 @@ def test_sigkill_in_the_middle_of_a_metrics_line_then_resume_is_exact(point, tra
     assert_resumes_to(reference, tmp_path / "run", capsys)
 
 
-def test_the_suite_has_at_least_20_kill_points():
-    from test_training import test_sigkill_at_a_random_point_then_resume_is_exact as random_kills
-
-    outside = len(random_kills.pytestmark[0].args[1])  # kills at random moments, tests/test_training.py
-    assert len(KILL_POINTS) + TRAINING_KILL_POINTS + TORN_METRICS_LINES + outside >= 20
-
-
 # -- Ctrl-C outside training --------------------------------------------------------------------
 
 
-def test_ctrl_c_while_scoring_says_what_to_do_and_the_rerun_finishes(references, quick_run, driver, workdir, tmp_path,
-                                                                     capsys):
-    _, after, writes = references("score")
-    path = fresh_copy(quick_run, workdir, "score")
-    interrupted = driver(["score", path], tmp_path, kill_before_write=writes // 2, signal="SIGINT")
-    assert interrupted["code"] == 130, interrupted
+@pytest.mark.parametrize("signal_name, code, word", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_ctrl_c_or_sigterm_says_what_to_do_and_the_rerun_finishes(command, signal_name, code, word, request, references,
+                                                                  driver, workdir, tmp_path, capsys):
+    """Ctrl-C (or a scheduler's SIGTERM) in the middle of a command's writes: one line saying to run it
+    again, the conventional exit code, and the rerun gives the files of an uninterrupted run."""
+    source, argv = COMMANDS[command]
+    _, after, writes = references(command)
+    path = fresh_copy(request.getfixturevalue(source), workdir, command)
+    interrupted = driver(argv(path), tmp_path, kill_before_write=max(1, writes // 2), signal=signal_name)
+    assert interrupted["code"] == code, interrupted
     last = interrupted["log"].strip().splitlines()[-1]
-    assert "Traceback" not in interrupted["log"] and last.startswith("diffrep: interrupted")
+    assert "Traceback" not in interrupted["log"] and last.startswith(f"diffrep: {word}")
     assert "run the command again" in last
     capsys.readouterr()
-    assert main(["score", str(path)]) == 0
-    assert files(path) == after
+    assert main([str(a) for a in argv(path)]) == 0
+    again = files(path)
+    assert {k: v for k, v in again.items() if not is_temporary(k)} == after
 
 
 # -- a full disk ----------------------------------------------------------------------------------
 
 
+class FullDiskFile:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device", self._f.name)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def fill_the_disk(monkeypatch, moment: str, matches) -> None:
+    """From now on, writes of files whose path `matches` fail with ENOSPC at `moment`: "create" (the
+    open), "write" or "fsync"."""
+    from diffrep import rundir
+
+    real_open, real_fsync = open, os.fsync
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if moment in ("create", "write") and ("w" in mode or "a" in mode) and matches(str(file)):
+            if moment == "create":
+                f.close()
+                raise OSError(errno.ENOSPC, "No space left on device", str(file))
+            return FullDiskFile(f)
+        return f
+
+    def failing_fsync(fd):
+        if moment == "fsync" and matches(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(rundir, "open", failing_open, raising=False)
+    monkeypatch.setattr(rundir.os, "fsync", failing_fsync)
+
+
+@pytest.mark.parametrize("moment", ["create", "write", "fsync"])
 @pytest.mark.parametrize("command, failing", [
     ("score", "step_00000003_ddim5.npz"),  # the second file of the third checkpoint's scores
     ("probe", "phases.json"),
     ("report", "report.html"),
     ("sweep-report", "summary.json"),
 ])
-def test_a_full_disk_is_one_line_and_overwrites_nothing(command, failing, request, references, workdir, monkeypatch,
-                                                        capsys):
-    from diffrep import rundir
-
-    source, argv, _ = COMMANDS[command]
+def test_a_full_disk_is_one_line_and_overwrites_nothing(command, failing, moment, request, references, workdir,
+                                                        monkeypatch, capsys):
+    source, argv = COMMANDS[command]
     _, after, _ = references(command)
     path = fresh_copy(request.getfixturevalue(source), workdir, command)
     assert main([str(a) for a in argv(path)]) == 0  # every file is there, as an uninterrupted run wrote it
-    real_open = open
-
-    def open_that_fills_the_disk(file, mode="r", *args, **kwargs):
-        f = real_open(file, mode, *args, **kwargs)
-        if "w" in mode and f".{failing}.tmp" in str(file):
-            f.close()
-            raise OSError(errno.ENOSPC, "No space left on device", str(file))
-        return f
-
-    monkeypatch.setattr(rundir, "open", open_that_fills_the_disk, raising=False)
+    fill_the_disk(monkeypatch, moment, lambda name: f".{failing}.tmp" in name)
     capsys.readouterr()
     assert main([str(a) for a in argv(path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and "No space left on device" in err.splitlines()[-1]
     assert files(path) == after  # the good files are intact, and no partial file was left
+
+
+@pytest.mark.parametrize("moment", ["create", "write", "fsync"])
+def test_a_full_disk_on_the_metrics_append_stops_training_cleanly_and_the_resume_is_exact(
+        moment, training_reference, monkeypatch, tmp_path, capsys):
+    reference, _, lines = training_reference
+    run_dir = tmp_path / "run"
+    appends = []
+
+    def sixth_append(name):  # the probe line of step 3's checkpoint, after those of steps 0 and 1
+        appends.append(name) if name.endswith("metrics.jsonl") else None
+        return name.endswith("metrics.jsonl") and len(appends) >= 6
+
+    fill_the_disk(monkeypatch, moment, sixth_append)
+    capsys.readouterr()
+    assert main([*[str(a) for a in TRAIN_ARGV], "--run-dir", str(run_dir)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "Traceback" not in err
+    monkeypatch.undo()
+    assert RunDir(run_dir).metrics_path.read_text().endswith("\n")  # no torn line
+    assert_resumes_to(reference, run_dir, capsys)
 
 
 # -- two processes on one run -------------------------------------------------------------------
@@ -320,6 +403,51 @@ def test_a_second_process_writing_into_a_run_is_refused(argv, analysed_run, tmp_
     err = capsys.readouterr().err
     assert "is in use by another diffrep process" in err.splitlines()[-1] and "Traceback" not in err
     assert files(path) == before
+
+
+PAUSE_SCRIPT = """
+import os, signal, sys
+os.environ["OMP_NUM_THREADS"] = "1"
+from diffrep.cli import main
+n, real = int(sys.argv[1]), os.replace
+count = [0]
+def replace(src, dst, **kw):
+    count[0] += 1
+    if count[0] == n:
+        os.kill(os.getpid(), signal.SIGSTOP)  # paused in the middle of its writes, holding the run's lock
+    real(src, dst, **kw)
+os.replace = replace
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def is_stopped(pid: int) -> bool:
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+@pytest.mark.parametrize("second", [["probe", "{run}"], ["score", "{run}"], ["train", "--resume", "{run}"],
+                                    ["demo", "--run-dir", "{run}"]], ids=["probe", "score", "train", "demo"])
+def test_a_second_process_is_refused_while_the_first_is_in_the_middle_of_its_writes(second, references, quick_run,
+                                                                                    workdir, tmp_path, capsys):
+    _, after, writes = references("score")
+    path = fresh_copy(quick_run, workdir, "score")
+    first = subprocess.Popen([sys.executable, "-c", PAUSE_SCRIPT, str(writes // 2), "score", str(path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not is_stopped(first.pid):
+            assert first.poll() is None and time.monotonic() < deadline, "the first process never paused"
+            time.sleep(0.05)
+        during = files(path)
+        capsys.readouterr()
+        assert main([a.replace("{run}", str(path)) for a in second]) == 2
+        err = capsys.readouterr().err
+        assert "is in use by another diffrep process" in err.splitlines()[-1] and "Traceback" not in err
+        assert files(path) == during  # the refused process touched nothing
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert files(path) == after  # and the first finished as if alone
 
 
 # -- determinism ----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import ast
 import builtins
 import io
 import shutil
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -134,6 +135,98 @@ def test_an_npz_holding_a_pickle_is_refused_without_running_it(trained_run, tmp_
     err = capsys.readouterr().err
     assert "step_00000003.npz is unreadable" in err and "Traceback" not in err
     assert payload.read_bytes() == before and not marker.exists()
+
+
+# -- no unpickling, enforced while every command runs ----------------------------------------------
+
+
+# Who may unpickle in this process: the local process pool's messages between a sweep and its
+# workers, and numba's cache and serialization of its own compiled kernels (UMAP's), kept in its
+# installation directory. Neither ever reads a file of a run.
+ALLOWED_UNPICKLERS = ("/concurrent/futures/", "/multiprocessing/", "/numba/")
+
+
+@pytest.fixture
+def unpickling_fails():
+    """While the test runs, any unpickling of a global in this process (the "pickle.find_class" audit
+    event: what every code-running pickle needs) raises, and is recorded, unless it is called from
+    ALLOWED_UNPICKLERS. Audit hooks cannot be removed; this one is switched off when the test ends."""
+    seen, active = [], [True]
+
+    def hook(event, args):
+        if not (active[0] and event == "pickle.find_class"):
+            return
+        frame = sys._getframe(1)
+        while frame is not None:
+            if any(part in frame.f_code.co_filename for part in ALLOWED_UNPICKLERS):
+                return
+            frame = frame.f_back
+        seen.append(args)
+        raise RuntimeError(f"unpickling {args} while no-unpickling is enforced")
+
+    sys.addaudithook(hook)
+    yield seen
+    active[0] = False
+
+
+def test_the_audit_hook_catches_unpickling_by_any_route(unpickling_fails, tmp_path):
+    import importlib
+
+    marker = tmp_path / "code-ran"
+    torch.save(RunsCode(marker), tmp_path / "payload.pt")  # a torch file; the scanner above misses these two loads
+    for load in (lambda: importlib.import_module("pickle").loads(importlib.import_module("pickle").dumps(RunsCode(marker))),
+                 lambda: torch.serialization.load(tmp_path / "payload.pt", weights_only=False)):
+        with pytest.raises(RuntimeError, match="while no-unpickling is enforced"):
+            load()
+    assert len(unpickling_fails) == 2 and not marker.exists()
+
+
+# Every file type of a run and a sweep, and the commands that read them.
+PLANTED = ["config.json", "metrics.jsonl", "checkpoints/step_00000003.safetensors", "scores/step_00000003_ddim5.json",
+           "scores/step_00000003_ddim5.npz", "probes/step_00000003.json", "probes/step_00000003.npz",
+           "sweep.json"]  # the files diffrep reads (phases.json, tables and reports it only writes)
+COMMANDS_OVER_FILES = {
+    "train --resume": lambda run, sweep: ["train", "--resume", run, "--quiet"],
+    "sample": lambda run, sweep: ["sample", run, "--checkpoint", "3"],
+    "score": lambda run, sweep: ["score", run, "--checkpoints", "3"],
+    "probe": lambda run, sweep: ["probe", run, "--checkpoints", "3"],
+    "demo": lambda run, sweep: ["demo", "--run-dir", run, "--quiet"],
+    "aggregate": lambda run, sweep: ["aggregate", sweep, "--out", Path(sweep) / "table.csv"],
+    "sweep --resume": lambda run, sweep: ["sweep", "--resume", sweep, "--quiet"],
+}
+
+
+@pytest.fixture(scope="module")
+def scored_sweep(tmp_path_factory) -> Path:
+    """A sweep of one finished tiny run, scored and probed at steps 0, 1, 3."""
+    base = make_config("tiny", {"training.steps": 3})
+    points = expand_grid(base, {}, [0])
+    sweep = prepare_sweep_dir(tmp_path_factory.mktemp("planted") / "sweep", base, {}, [0], [points[0][0]])
+    train(points[0][1], RunDir.create(sweep / "runs" / points[0][0], points[0][1]), quiet=True)
+    return sweep
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_no_command_unpickles_a_pickle_planted_in_any_run_file(planted, scored_sweep, unpickling_fails, tmp_path,
+                                                                capsys):
+    import pickle as pickle_module  # to make the payload only: diffrep itself never imports it
+
+    marker = tmp_path / "code-ran"
+    for command, argv in COMMANDS_OVER_FILES.items():
+        sweep = tmp_path / "sweep"
+        shutil.rmtree(sweep, ignore_errors=True)
+        shutil.copytree(scored_sweep, sweep)
+        (run,) = (sweep / "runs").iterdir()
+        target = (sweep if planted == "sweep.json" else run) / planted
+        assert target.exists(), planted
+        target.write_bytes(pickle_module.dumps(RunsCode(marker)))
+        capsys.readouterr()
+        code = main([str(a) for a in argv(str(run), str(sweep))])
+        err = capsys.readouterr().err
+        # done; or one line naming the damaged file (2), or the failed run of a sweep (1)
+        assert code in (0, 1, 2), (command, planted, code, err)
+        assert "Traceback" not in err, (command, planted, err)
+    assert unpickling_fails == [] and not marker.exists()
 
 
 # -- reports escape every string --------------------------------------------------------------

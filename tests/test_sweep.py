@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffrep.config import ConfigError, make_config
 from diffrep.rundir import RunDir
@@ -209,6 +210,15 @@ def test_a_failing_run_is_reported_and_the_others_finish(tmp_path):
     assert is_finished(sweep_dir / "runs" / points[1][0])
 
 
+def test_a_run_that_fails_while_training_is_reported_and_the_other_finishes(tmp_path):
+    grid = {"training.lr+training.grad_clip": [[1e12, 0.0], [1e-3, 1.0]]}  # the first diverges at its second step
+    results = run_sweep(tmp_path / "sweep", base(), grid, [0], workers=2, quiet=True)
+    assert [r["status"] for r in results] == ["failed", "finished"]
+    assert results[0]["error"].startswith("TrainingDiverged: loss is nan at step 2")
+    failed = RunDir(results[0]["run"])
+    assert failed.checkpoint_steps() == [0, 1]  # what it trained is kept, for the user to inspect
+
+
 # -- killed midway, then resumed ---------------------------------------------------
 
 
@@ -273,6 +283,42 @@ def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
     assert all(status == "finished" for name, status in statuses.items() if name not in finished), results
     assert all(is_finished(run) for run in runs.iterdir()) and len(list(runs.iterdir())) == 3
     assert {name: snapshot(runs / name) for name in finished} == finished
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
+def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp_path):
+    """A scheduler's SIGTERM to the sweep process: it is passed on to the runs in flight, which write
+    a checkpoint and stop; the sweep exits with 143 and one line; the same sweep again finishes them,
+    resuming, to the weights of runs never interrupted."""
+    sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
+    quick = {**QUICK, "training.steps": 150}
+    argv = [sys.executable, "-m", "diffrep", "sweep", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet",
+            "--grid", "training.lr=1e-3,2e-3", *[a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]]
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(argv, start_new_session=True, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(sweep_dir.glob("runs/*/checkpoints/step_*.safetensors"))) < 4:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the runs did not start in time"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)  # the sweep process only; it passes the signal on
+        assert proc.wait(timeout=120) == 143, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_in_group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert log.read_text().strip().splitlines()[-1].startswith("diffrep: sweep stopped by SIGTERM")
+    runs = [RunDir(p) for p in sorted((sweep_dir / "runs").iterdir())]
+    stopped = [run for run in runs if run.checkpoint_steps()[-1] < 150]
+    assert stopped and all(run.has_resume_state(run.checkpoint_steps()[-1]) for run in stopped)
+    results = run_sweep(sweep_dir, make_config("tiny", quick), {"training.lr": [1e-3, 2e-3]}, [0], quiet=True)
+    assert [r["status"] for r in results] == ["finished", "finished"], results
+    for run in runs:
+        whole = train(run.config(), RunDir.create(tmp_path / "whole" / run.path.name, run.config()), quiet=True)
+        ours, theirs = run.load_checkpoint(150)[0], whole.load_checkpoint(150)[0]
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith(("model.", "ema.")))
 
 
 # -- ray backend --------------------------------------------------------------------
@@ -391,42 +437,65 @@ def test_sweep_and_aggregate_commands_end_to_end(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
-def test_ray_retries_a_run_whose_worker_was_killed(tmp_path):
-    import os
-    import signal
+def _descends_from(pid: int, ancestor: int) -> bool:
+    """Whether process `pid` is a descendant of `ancestor` (from /proc)."""
+    while pid > 1:
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "preempted"])
+def test_ray_retries_a_lost_worker_and_the_run_resumes_to_an_uninterrupted_run(stop, tmp_path):
+    """A Ray worker killed (SIGKILL), or preempted (SIGTERM: it checkpoints, then exits), mid-run: Ray
+    retries the run, which resumes from its checkpoint (the files written before the loss are not
+    written again) and ends with the weights of the same run uninterrupted."""
     import threading
     import time
-    from pathlib import Path
 
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9')")
     cfg = base().with_overrides({"training.steps": 300, "training.checkpoint_every": 25})
     run_dir = tmp_path / "sweep" / "runs"
-    killed = []
+    stopped, early = [], {}
     sweep_done = threading.Event()
 
-    def kill_the_worker_once_it_has_checkpointed():
-        # No wall-clock deadline: on a loaded machine Ray may take minutes to start the worker.
-        while not sweep_done.is_set() and not killed:
-            if len(list(run_dir.glob("*/checkpoints/step_*.safetensors"))) >= 3:
+    def stop_our_worker_once_it_has_checkpointed():
+        while not sweep_done.is_set() and not stopped:
+            runs = [RunDir(p) for p in run_dir.glob("*")]
+            # Once step 0's checkpoint has been stripped of its resume state, nothing rewrites it but a restart.
+            if runs and len(runs[0].checkpoint_steps()) >= 3 and not runs[0].has_resume_state(0):
+                early["step_0"] = runs[0].checkpoint_path(0).stat().st_ino
                 for proc in Path("/proc").iterdir():
-                    try:
-                        if proc.name.isdigit() and b"ray::run_one" in (proc / "cmdline").read_bytes():
-                            os.kill(int(proc.name), signal.SIGKILL)  # the worker dies mid-run
-                            killed.append(int(proc.name))
+                    try:  # only a worker of the Ray instance this test started
+                        if (proc.name.isdigit() and b"ray::_ray_run_one" in (proc / "cmdline").read_bytes()
+                                and _descends_from(int(proc.name), os.getpid())):
+                            os.kill(int(proc.name), stop)
+                            stopped.append(int(proc.name))
                     except OSError:
                         continue
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_the_worker_once_it_has_checkpointed)
-    killer.start()
+    stopper = threading.Thread(target=stop_our_worker_once_it_has_checkpointed, daemon=True)
+    stopper.start()
     try:
         results = run_sweep(tmp_path / "sweep", cfg, {"training.lr": [0.001]}, [0], backend="ray", workers=1, quiet=True)
     finally:
         sweep_done.set()
-        killer.join()
-    assert killed, "no Ray worker running run_one was found to kill"
+        stopper.join(timeout=10)
+    assert stopped, "no Ray worker of this test was found running the run"
     assert [r["status"] for r in results] == ["finished"], results  # retried, resumed, finished
     assert not ray.is_initialized()
+    (run,) = [RunDir(p) for p in run_dir.iterdir()]
+    assert run.checkpoint_path(0).stat().st_ino == early["step_0"]  # resumed, not started again
+    whole = train(run.config(), RunDir.create(tmp_path / "whole", run.config()), quiet=True)
+    last = run.checkpoint_steps()[-1]
+    ours, theirs = run.load_checkpoint(last)[0], whole.load_checkpoint(last)[0]
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith(("model.", "ema."))), "not the same weights"
 
 
 # -- linked keys and row helpers ------------------------------------------------------

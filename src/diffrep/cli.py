@@ -17,7 +17,9 @@ Bad input gets one line on stderr naming the setting and what is allowed, and ex
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ from .rundir import RunDir, next_run_dir
 from .sweep.grid import parse_grid, parse_seeds
 from .sweep.runner import load_sweep, run_sweep
 from .sweep.tables import aggregate, write_table
-from .training import TrainingDiverged, TrainingInterrupted
+from .training import Terminated, TrainingDiverged, TrainingInterrupted, raise_terminated
 
 DEMO_RUN_DIR = "runs/demo"
 
@@ -103,7 +105,7 @@ def cmd_score(args) -> None:
                 err = v["median_position_error"]
                 print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
                       f"{v['frac_none']:>8.3f} {'-' if err is None else f'{err:.2f}':>10}", flush=True)
-        print(f"scores: {run.path / 'scores'} (curve: {write_score_curve(run, cfg)})")
+        print(f"scores: {run.scores_dir} (curve: {write_score_curve(run, cfg)})")
 
 
 def cmd_probe(args) -> None:
@@ -188,7 +190,7 @@ def cmd_config(args) -> None:
 def cmd_demo(args) -> None:
     """Train the default run (or finish it, if the directory holds one), then write its report."""
     run_dir = Path(args.run_dir)
-    if (run_dir / "config.json").exists():
+    if RunDir.holds_run(run_dir):
         if args.overrides:
             raise ConfigError(f"--set: {run_dir} already holds a run; its config.json is its config")
         run = RunDir.open(run_dir)
@@ -311,6 +313,8 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
@@ -322,14 +326,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except TrainingInterrupted as e:
         print(f"diffrep: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which checkpoints first, above)
-        print("diffrep: interrupted; the files written so far are complete; run the command again to finish "
-              "(a run: diffrep train --resume RUN_DIR)", file=sys.stderr)
-        return 130
+        return 128 + e.signal
+    except (KeyboardInterrupt, Terminated) as e:  # outside the training loop (which checkpoints first, above)
+        print(f"diffrep: {'interrupted' if isinstance(e, KeyboardInterrupt) else 'terminated'}; the files written "
+              "so far are complete; run the command again to finish (a run: diffrep train --resume RUN_DIR)",
+              file=sys.stderr)
+        return 128 + (signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM)
     except OSError as e:
         print(f"diffrep: error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

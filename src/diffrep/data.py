@@ -1,6 +1,6 @@
 """Datasets: Gaussian bumps, sums of stripes, 1D stripes and real glyphs at (x, y) on a lattice.
 
-Coordinate convention (../shared/PAPER.md). Labels live in a latent square [0, L]^2 (L =
+Coordinate convention (docs/conventions.md). Labels live in a latent square [0, L]^2 (L =
 `latent_size`, default 32 = N, the image size). The N x N frame sits centred in it, offset
 o = (L - N) / 2. Pixel (row i, column j) covers [o + j, o + j + 1) x [o + i, o + i + 1); its
 centre is (o + j + 0.5, o + i + 0.5). x runs along columns, y along rows, origin top left.

@@ -1,6 +1,6 @@
 """The conditional UNet of the paper, with named hook points.
 
-Shape (../shared/PAPER.md): three down and three up blocks with skip connections and
+Shape (docs/conventions.md): three down and three up blocks with skip connections and
 self-attention, a bottleneck between them. The conditioning vector is the concatenation
 of three embeddings, of t, of x and of y, each through its own small MLP (as in the first
 author's code), and every block receives it (scale and shift after its second norm).

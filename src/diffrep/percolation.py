@@ -1,6 +1,6 @@
 """Percolation of the overlap between bumps as the data fraction lambda grows (no training).
 
-The follow-up paper (arXiv 2408.13256, PAPER.md claim 5) ties the sudden onset of manifold
+The follow-up paper (arXiv 2408.13256, claim 5 of docs/conventions.md) ties the sudden onset of manifold
 formation to percolation: keep a fraction lambda of the lattice, link two kept bumps when they
 overlap enough, and a cluster spanning most of the data appears abruptly at some lambda.
 

@@ -150,8 +150,9 @@ def save_setting_curves(groups: list[dict], key: str, path: Path, title: str) ->
     save_panels(path, title, [lambda ax: plot_setting_curves(ax, groups, key)], size=(7, 3.6))
 
 
-def plot_setting_curves(ax, groups: list[dict], ylabel: str) -> None:
-    """`save_setting_curves` on one axes: per setting, the mean over seeds with a min-max band."""
+def plot_setting_curves(ax, groups: list[dict], ylabel: str, log_x: bool = True) -> None:
+    """`save_setting_curves` on one axes: per setting, the mean over seeds with a min-max band
+    (steps on a symlog axis, or a linear one)."""
     for g in groups:
         common = sorted(set.intersection(*(set(s for s, _ in run) for run in g["runs"]))) if g["runs"] else []
         if not common:
@@ -159,7 +160,8 @@ def plot_setting_curves(ax, groups: list[dict], ylabel: str) -> None:
         values = np.array([[dict(run)[s] for s in common] for run in g["runs"]], dtype=float)
         line, = ax.plot(common, values.mean(0), label=f"{g['label']} (n={len(values)})")
         ax.fill_between(common, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-    ax.set_xscale("symlog", linthresh=10)
+    if log_x:
+        ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel, fontsize=8)
     if ax.get_legend_handles_labels()[0]:
@@ -193,9 +195,11 @@ def plot_seed_bands(ax, series: list[dict], xlabel: str, ylabel: str, log_x: boo
         ax.legend(fontsize=7)
 
 
-def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]]) -> None:
+def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]], log_x: bool = True,
+                         marks: list[int | None] | None = None, mark_label: str = "") -> None:
     """One row per run: its checkpoints' phases as coloured spans (PHASE_COLOURS), each phase from its
-    checkpoint to the next, so the phase boundaries of every seed line up on one step axis.
+    checkpoint to the next, so the phase boundaries of every seed line up on one step axis; with
+    `marks`, one step per run drawn as a black triangle (e.g. where generation turned accurate).
     timelines: [(label, [(step, phase), ...] by step)]."""
     edge = {"A": "#999999", "B": "#e8a33d", "C": "#4caf50"}
     for row, (label, points) in enumerate(timelines):
@@ -203,9 +207,15 @@ def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]])
             if phase in PHASE_COLOURS:
                 ax.barh(row, max(following - step, 1), left=step, height=0.6, color=PHASE_COLOURS[phase],
                         edgecolor=edge[phase], linewidth=0.5)
+    for row, step in enumerate(marks or []):
+        if step is not None:
+            ax.plot([step], [row], marker="v", color="black", markersize=6, label=mark_label if row == 0 else None)
     ax.set_yticks(range(len(timelines)), [label for label, _ in timelines], fontsize=7)
-    ax.set_xscale("symlog", linthresh=10)
+    if log_x:
+        ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("training step (grey A, orange B, green C)", fontsize=8)
+    if marks and mark_label:
+        ax.legend(fontsize=7, loc="upper left")
 
 
 def save_panels(path: Path, title: str, drawers: list, size: tuple[float, float] | None = None) -> None:

@@ -105,9 +105,16 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
+    CONFIG = "config.json"  # the file that makes a folder a run directory
+
+    @classmethod
+    def holds_run(cls, path: str | os.PathLike) -> bool:
+        """Whether `path` is a run directory (holds a config.json)."""
+        return (Path(path) / cls.CONFIG).is_file()
+
     @property
     def config_path(self) -> Path:
-        return self.path / "config.json"
+        return self.path / self.CONFIG
 
     @property
     def metrics_path(self) -> Path:
@@ -123,16 +130,20 @@ class RunDir:
 
     # -- the names of the evaluation's files ------------------------------------
 
+    @property
+    def scores_dir(self) -> Path:
+        return self.path / "scores"
+
     def score_path(self, step: int, tag: str, suffix: str) -> Path:
         """scores/step_XXXXXXXX_TAG.SUFFIX: a checkpoint's scores with one sampler (`scoring.sampler_tag`)."""
-        return self.path / "scores" / f"step_{step:08d}_{tag}.{suffix}"
+        return self.scores_dir / f"step_{step:08d}_{tag}.{suffix}"
 
     def score_files(self, tag: str) -> list[Path]:
         """The summaries (json) of every checkpoint scored with one sampler, by step."""
-        return sorted((self.path / "scores").glob(f"step_{'[0-9]' * 8}_{tag}.json"))
+        return sorted(self.scores_dir.glob(f"step_{'[0-9]' * 8}_{tag}.json"))
 
     def score_curve_path(self, tag: str) -> Path:
-        return self.path / "scores" / f"curve_{tag}.png"
+        return self.scores_dir / f"curve_{tag}.png"
 
     def probe_folder(self, probe) -> Path:
         """probes/ for the run's own probe set (`ProbeConfig`); probes-{input}-t{T}-g{G}-r{R}-n{S}/ for
@@ -168,10 +179,13 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | os.PathLike, cfg: Config) -> "RunDir":
-        """A new run directory; refuses to touch one that already holds a run."""
+        """A new run directory; refuses to touch one that already holds a run. What a kill inside an
+        earlier `create` left (an empty checkpoints/ and an uncommitted config.json) is cleared first,
+        so that the same command run again creates the run."""
         run = cls(path)
         if run.path.exists() and not run.path.is_dir():
             raise ConfigError(f"--run-dir: {run.path} exists and is not a directory")
+        run.remove_partial_create()
         if run.path.exists() and any(run.path.iterdir()):
             raise ConfigError(
                 f"--run-dir: {run.path} already exists and is not empty; "
@@ -203,6 +217,18 @@ class RunDir:
             return Config.from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{self.config_path}: {e}") from None
+
+    def remove_partial_create(self) -> None:
+        """Clear what a kill inside `create` leaves: an empty checkpoints/, no config.json, perhaps
+        config.json's temporary file, and nothing else."""
+        if not self.path.is_dir() or self.config_path.exists():
+            return
+        entries = list(self.path.iterdir())
+        partial = [p for p in entries if p.name.startswith(".config.json.tmp")
+                   or (p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()))]
+        if len(partial) == len(entries):
+            for p in partial:
+                p.rmdir() if p.is_dir() else p.unlink()
 
     def remove_partial_writes(self) -> None:
         """Delete the temporary files of writes that a kill interrupted (see `atomic_write`)."""

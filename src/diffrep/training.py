@@ -36,7 +36,24 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """Ctrl-C: a checkpoint was written at the step reached."""
+    """Ctrl-C or SIGTERM (a scheduler preempting the run): a checkpoint was written at the step reached.
+    `signal` is the signal that stopped it; a command exits with 128 + signal."""
+
+    def __init__(self, message: str, signal_number: int = signal.SIGINT):
+        super().__init__(message)
+        self.signal = signal_number
+
+
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (the command line installs `raise_terminated` for it): like
+    KeyboardInterrupt for Ctrl-C, it unwinds what was in flight; every file is written atomically."""
+
+
+def raise_terminated(signum, frame):
+    raise Terminated
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def checkpoint_schedule(steps: int, log_points: int, every: int) -> list[int]:
@@ -251,6 +268,7 @@ class Trainer:
                 bad = self.run.checkpoint_path(step)
                 bad.rename(bad.with_name(bad.name + ".corrupt"))
         warn(f"diffrep: {self.run.path} has no usable checkpoint with resume state; starting from step 0")
+        self.run.truncate_metrics(-1)  # what a run killed before its first checkpoint logged is logged again
         self.checkpoint()
 
     # -- one step -------------------------------------------------------------
@@ -331,10 +349,12 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
             log(f"diffrep: resuming {run.path} from step {trainer.step}")
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
         bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
-        # Ctrl-C only raises a flag: the step in flight finishes, so the checkpoint is consistent.
-        interrupted = threading.Event()
+        # Ctrl-C and SIGTERM (a scheduler's notice before it kills the job) only raise a flag: the step
+        # in flight finishes, so the checkpoint is consistent.
+        received: list[int] = []
         main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if main_thread else None
+        previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS} \
+            if main_thread else {}
         interval_start, interval_steps = time.perf_counter(), 0
         try:
             while not finished:
@@ -349,13 +369,12 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
                 if trainer.step in schedule:
                     trainer.checkpoint()
                     finished = is_finished(cfg, run)
-                elif interrupted.is_set():
+                elif received:
                     trainer.save()  # not scored: an off-schedule step must not add a score line
-                if interrupted.is_set() and not finished:
+                if received and not finished:
                     raise TrainingInterrupted(
-                        f"interrupted at step {trainer.step}, checkpoint written; "
-                        f"resume with: diffrep train --resume {run.path}"
-                    )
+                        f"{signal.Signals(received[0]).name} at step {trainer.step}, checkpoint written; "
+                        f"resume with: diffrep train --resume {run.path}", received[0])
         except TrainingDiverged as e:
             last = run.checkpoint_steps()[-1]
             raise TrainingDiverged(
@@ -364,8 +383,8 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
             ) from None
         finally:
             bar.close()
-            if main_thread:
-                signal.signal(signal.SIGINT, previous_handler)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     return run
 
 

@@ -10,6 +10,11 @@ Bumps
     intensity, since a bump's peak is stored as +1 and the background as -1).
   - Lit pixels form components by 8-connectivity (scipy.ndimage.label). A component of fewer
     than `min_size` pixels is a speck and ignored.
+  - With `expected` (the dataset's image of a label; scoring passes it), a component counts only if
+    it has that shape: the dataset's image rendered at the component's centroid fits it with
+    R^2 >= shape_min_r2 and a height >= shape_min_height of a full bump (`_shape_filter`). Pure
+    noise, which lights half of the pixels at the default threshold, then scores "none" where it
+    would score "several"; a bump on a grey background still counts.
   - 0 components: "none"; more than 1: "several"; exactly 1: its centroid is measured and the
     outcome is "accurate" if |error_x| <= tolerance and |error_y| <= tolerance, else "wrong".
   - Centroid: intensity-weighted over the component grown by CENTROID_MARGIN pixels, so that
@@ -284,7 +289,21 @@ def _components(lit: np.ndarray, min_size: int, torus: bool, join: int = 0,
     return kept[labels], np.bincount(image_of_label[kept], minlength=batch)
 
 
-def _shape_filter(intensity, expected, offset, torus, min_r2, min_height, balanced=True):
+def shape_fits(images, expected, kind: str = "bumps", image_size: int = 32, latent_size: float = 32.0,
+               periodic: bool = False, threshold: float = 0.0, min_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(r2, height) of the shape test (`_shape_filter`) of every component of >= min_size lit pixels
+    in [B, 1, N, N] images of bumps or glyphs: what `detect` compares with shape_min_r2 and
+    shape_min_height (bench/bench_detector.py measures them on exact renders and on noise)."""
+    intensity = np.clip((_as_numpy(images).reshape(-1, image_size, image_size) + 1) / 2, 0, 1)
+    torus = periodic and latent_size == image_size
+    fits: list[tuple[np.ndarray, np.ndarray]] = []
+    accept = _shape_filter(intensity, expected, (latent_size - image_size) / 2, torus, -np.inf, -np.inf,
+                           balanced=kind != "digits", record=fits.append)
+    _components(intensity > (threshold + 1) / 2, min_size, torus, GLYPH_JOIN if kind == "digits" else 0, accept)
+    return tuple(np.concatenate([f[i] for f in fits]) if fits else np.zeros(0) for i in (0, 1))
+
+
+def _shape_filter(intensity, expected, offset, torus, min_r2, min_height, balanced=True, record=None):
     """An `accept` for `_components`: keep the components that have the dataset's shape.
 
     Each kept component's centroid is measured as for scoring (`_grow`, `_centroid`, `balanced` as
@@ -293,7 +312,8 @@ def _shape_filter(intensity, expected, offset, torus, min_r2, min_height, balanc
     pixel) the image I is
     fitted by least squares as I = height * T + background: the component is kept if the fit's
     R^2 >= min_r2 (it has the template's shape) and height >= min_height (it rises above its
-    surroundings by that fraction of a full bump, whatever their level).
+    surroundings by that fraction of a full bump, whatever their level). `record((r2, height))` sees
+    the fits of the components tested.
     """
     def accept(labels, kept, lit, image_of_label):
         ids = np.flatnonzero(kept)
@@ -313,6 +333,8 @@ def _shape_filter(intensity, expected, offset, torus, min_r2, min_height, balanc
         tt, ti, ii = (t * t).sum((1, 2)), (t * i).sum((1, 2)), (i * i).sum((1, 2))
         height = ti / tt
         r2 = ti * ti / np.maximum(tt * ii, 1e-300)
+        if record is not None:
+            record((r2, height))
         shaped = kept.copy()
         shaped[ids] = (r2 >= min_r2) & (height >= min_height)
         return shaped

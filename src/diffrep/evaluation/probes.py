@@ -1,6 +1,6 @@
 """Representation probes: activations of a named layer over a fixed probe set, and metrics.
 
-The probe set (../shared/PAPER.md, "Measuring representations") is fixed by a `ProbeConfig`
+The probe set (docs/conventions.md, "Measuring representations") is fixed by a `ProbeConfig`
 and the run's `DataConfig`, so every checkpoint of a run is measured on the same inputs:
 
   conditions  a grid x grid grid of (x, y) *cell centres* over [x_min, x_max] x [y_min, y_max]
@@ -8,30 +8,34 @@ and the run's `DataConfig`, so every checkpoint of a run is measured on the same
               are the odd integers 1, 3, ..., 31, which are lattice points of the dx = dy = 1
               dataset and stay clear of the frame's edges). Conditions inside a held-out region
               are flagged, not dropped: the metrics use the whole grid.
-  input       ONE x_t shared by every condition: the forward process applied to a blank image
-              (the background value -1 everywhere, i.e. an image with no bump) with one noise
-              draw from `noise_seed`, at timestep `timestep`. At t = 999 of the default linear
-              schedule sqrt(alpha_bar) = 0.006, so x_t is pure noise to within 0.6%. Since the
-              input is the same for all conditions, activation differences come from (x, y) only.
+  inputs      `draws` noisy images x_t per condition at timestep `timestep` (`probe_inputs`):
+              with `input` = independent (the default) each condition and draw has its own noise
+              on a blank image (the background -1, no bump), as the sampler starts each sample
+              from its own noise; at t = 999 of the default schedule sqrt(alpha_bar) = 0.006, so
+              x_t is that noise to within 0.6%. "clean" noises each condition's own image instead
+              (it carries the bump at small t); "shared" gives every condition one noise draw, so
+              that all differences between conditions come from (x, y): a randomly initialized
+              network's smooth map of them then looks ordered (docs/tuning.md, "The probe").
   activations the output of each named hook point (`diffrep.model.UNet.HOOKS`, or the aliases
               "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid), with the
               model in eval mode under `torch.inference_mode`, flattened per condition to
               [K, C * H * W] float32 (C, H, W order). The forward pass stops once the last
               requested hook point has run (a "layer4" probe never runs the decoder).
 
-Metrics are pure, deterministic functions of (activations [K, D], conditions [K, 2]):
+Metrics are pure, deterministic functions of (activations [R, K, D] of R draws, conditions [K, 2]);
+the order metrics are averaged over the draws, the others describe the first draw:
 
   umap_r2_x/_y          the paper's protocol: UMAP to 3D, then the in-sample R^2 of a linear
                         regression of x (and of y) on the 3 UMAP coordinates
   decode_r2_x/_y        cross-validated ridge R^2 of x (and y) from the standardized raw
-                        activations (no UMAP randomness). NOTE: already 0.66-0.91 at random
-                        initialization (PAPER.md), so never read it without its value at step 0
+                        activations (no UMAP randomness). With a shared input it is already 0.66-1.0
+                        at random initialization: a metric to read against its null
   trustworthiness       sklearn's trustworthiness of activation space w.r.t. the true (x, y) grid:
-                        1 when every activation-space neighbourhood is a true (x, y) neighbourhood,
-                        about 0.5 for an unrelated arrangement
+                        1 when every activation-space neighbourhood is a true (x, y) neighbourhood;
+                        trustworthiness_chance is its expectation for an unrelated arrangement (~0.5)
   knn_overlap           mean fraction of each point's k nearest neighbours in activation space that
                         are among its k nearest in (x, y) (ties at the k-th grid distance included);
-                        chance is about k / K
+                        knn_overlap_chance is its exact expectation for unrelated activations (~k / K)
   twonn_dim             TwoNN intrinsic dimension (Facco et al. 2017, MLE form). CAUTION: on a grid
                         of conditions mapped smoothly (or linearly) into activation space, each point's
                         two nearest neighbours come in +-v pairs at (nearly) equal distances, r2/r1 ~ 1,
@@ -39,7 +43,7 @@ Metrics are pure, deterministic functions of (activations [K, D], conditions [K,
   mle_dim               Levina-Bickel k-NN maximum-likelihood dimension (k = `knn`, MacKay-Ghahramani
                         average of inverses). Robust to the lattice ties: ~2 on a 2D grid
   participation_ratio   (sum lambda)^2 / sum lambda^2 of the PCA covariance eigenvalues: the linear
-                        dimension (PAPER.md: 13.6 at initialization, 3.4 once ordered)
+                        dimension
   xy_angle_deg          angle between the x and y *encoding* directions (the coefficients of a
                         least-squares regression of the centred activations on centred (x, y));
                         90 = orthogonal, as in a factorized code
@@ -50,6 +54,10 @@ Metrics are pure, deterministic functions of (activations [K, D], conditions [K,
                         likewise across the halves of the x range. A factorized code (x coded the
                         same way whatever y is) transfers: close to decode_r2_x. A coupled code
                         (the x code depends on y) does not: much lower, often negative.
+  condition_share       the fraction of the activations' variation across conditions that the
+                        condition sets: the agreement of two noise draws of each condition (1: the
+                        condition alone sets the code; 0: the noise does); condition_share_null is
+                        the same with the draws paired with shuffled conditions (about 0)
 
 `probe_metrics` computes them all into a flat dict of floats (None where not finite, for JSON).
 """

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import Config, ConfigError, make_config, parse_override
+from ..evaluation.phases import rule_id
 from ..evaluation.scoring import evaluation_set
 from ..rundir import atomic_write, read_json
 from ..sweep.grid import expand_grid
@@ -62,14 +63,10 @@ from .common import Context
 SCALES = ("laptop", "full", "tiny")
 EXPERIMENT_VERSION = 1
 
-# Wall time on this 2-core CPU, fitted (least squares of the relative errors) to the 94 runs of the
-# eight experiments' laptop sweeps of 2026-12-03, each run's time halved: a sweep trains two
-# one-thread runs side by side. 0.067 s per training step (batch 32, 32 x 32 images, widths
-# 16 / 32 / 64) and 2.9 s per checkpoint for scoring its 64 evaluation conditions and probing; a
-# run's cost grows with image area x first-level width^2 above a fixed part of 0.19 (the step's
-# overheads: half widths took 0.53 of the default's time and 16 x 16 images 0.39-0.54, not 0.25;
-# double widths 2.6x, not 4x). Error per run 7% on average, where the earlier fit to `phases` alone (0.085 s, 2.5 s, no
-# fixed part) had 17% and put `stripes` at 54 min and `ablation` at 45 (measured 62 and 37).
+# Wall time on this 2-core CPU (bench/fit_estimate.py fits them to measured sweeps; each run's time
+# halved, since a sweep trains two one-thread runs side by side): seconds per training step (batch 32,
+# 32 x 32 images, widths 16 / 32 / 64), seconds per checkpoint for scoring its 64 evaluation conditions
+# and probing, and the part of a run's cost that does not grow with image area x first-level width^2.
 STEP_SECONDS = 0.067
 CHECKPOINT_SECONDS = 2.9
 FIXED_COST = 0.19
@@ -81,10 +78,8 @@ FINAL_DDPM_SECONDS = 56.5
 # Run settings of the scales (on the named presets; an experiment adds its own).
 TINY_RUN = {"training.steps": 12, "training.checkpoint_log_points": 2, "training.checkpoint_every": 6,
             "probe.cv_folds": 3}
-# The laptop scale trains the `default` preset as it is, to the end of its 1,200-step cosine: with
-# the rate held high for longer the code at t = 999 loosens again after phase C (a 2,000-step
-# cosine: seed 1 back in B from step 1,000; 4,000 steps: both seeds from 1,500; FINDINGS.md). A
-# checkpoint every 250 steps instead of 500 so that "steps to phase C" can tell settings apart.
+# The laptop scale trains the `default` preset as it is, to the end of its 1,200-step cosine (a longer
+# cosine keeps the rate high after phase C, which loosens the code again: docs/tuning.md).
 LAPTOP_RUN = {"training.checkpoint_every": 250}
 FULL_SEEDS = [0, 1, 2, 3, 4]
 # phases: a checkpoint every 25 steps, to time phase B (50-100 steps long in seeds 0-3), and UMAP at every
@@ -104,7 +99,7 @@ class Scale:
 @dataclass(frozen=True)
 class Experiment:
     name: str
-    claim: str  # what the papers claim (PAPER.md), which the finding is set against
+    claim: str  # what the papers claim (docs/conventions.md), which the finding is set against
     measures: str  # one line: what it measures
     scales: dict[str, Scale]
     analyze: Callable[[list[dict], Context], dict]
@@ -186,7 +181,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "phases",
         claim="Over training the representation goes A (no structure) -> B (disordered 2D manifold) -> C (ordered), "
-              "and generation goes several bumps -> one wrong bump -> one accurate bump (PAPER.md claims 1, 2).",
+              "and generation goes several bumps -> one wrong bump -> one accurate bump (claim 1, 2, docs/conventions.md).",
         measures="on the default dataset, per seed: the onset of each phase, of each generation outcome and of "
                  "accuracy >= 0.5, the lag from phase C to accurate generation with its bootstrap interval, the "
                  "agreement of phase and outcome against its permutation null, the paper's UMAP R^2 per phase; "
@@ -200,7 +195,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "density",
         claim="Denser datasets (smaller increments between bump centres) reach the ordered representation faster "
-              "(PAPER.md claim 3).",
+              "(claim 3, docs/conventions.md).",
         measures="steps to phase C and to 90% accuracy against the increment dx = dy at sigma 1",
         scales={"laptop": Scale("default", LAPTOP_RUN, {"data.dx+data.dy": [[0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]}, [0, 1]),
                 "full": Scale("paper", {}, {"data.dx+data.dy": [[0.1, 0.1], [0.25, 0.25], [0.5, 0.5], [1.0, 1.0]]},
@@ -209,7 +204,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         analyze=density.analyze_density),
     Experiment(
         "sigma",
-        claim="The spread sigma matters less than the density (PAPER.md claim 3); the follow-up ties the onset to "
+        claim="The spread sigma matters less than the density (claim 3, docs/conventions.md); the follow-up ties the onset to "
               "the overlap of neighbouring bumps.",
         # sigma >= 1: at the detector's default threshold a bump narrower than ~0.85 lights one pixel and
         # is dropped as a speck (detect.py), so sigma 0.5 would score "none" whatever the model draws.
@@ -225,7 +220,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "imbalance",
         claim="With skewed increments (e.g. dx = 0.1, dy = 1) x and y are still learned together (coupled), not as "
-              "two separate 1D tasks (PAPER.md claim 4).",
+              "two separate 1D tasks (claim 4, docs/conventions.md).",
         measures="x-only and y-only accuracy and decoding / transfer R^2 over training for dx:dy 1:1, 1:10, 10:1 "
                  "(full: also 1:100, 100:1); verdict coupled or factorized",
         scales={"laptop": Scale("default", LAPTOP_RUN, {"data.dx+data.dy": [[0.5, 0.5], [0.05, 0.5], [0.5, 0.05]]}, [0, 1],
@@ -238,7 +233,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "holes",
         claim="Models compose well but interpolate poorly over held-out regions, worse as they grow (follow-up, "
-              "PAPER.md claim 5).",
+              "claim 5 of docs/conventions.md).",
         measures="in-distribution vs held-out accuracy for interior and edge W x W squares of growing W, the cross "
                  "(x or y in [13, 19]) and bands of width 1.0, 3.5 and 8.0; the held-out denoising loss over training",
         scales={"laptop": Scale("default", LAPTOP_RUN, {"data.holdout": holdout_grid(32, [2, 4, 8], 6, [1.0, 3.5, 8.0])},
@@ -251,7 +246,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "stripes",
         claim="Training on 1D stripes plus bumps is far more data efficient than bumps alone, and a few 2D "
-              "examples suffice for composition (follow-up, PAPER.md claim 5).",
+              "examples suffice for composition (follow-up, claim 5 of docs/conventions.md).",
         measures="accuracy on the frame's 2D conditions against the data fraction lambda for bumps only, bumps + "
                  "1D stripes, and stripes with and without 2D examples on the rim; the 2D data needed for 60% "
                  "accuracy against the image size N; percolation of the same lattice beside it",
@@ -270,7 +265,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
     Experiment(
         "percolation",
         claim="The sudden onset of manifold formation follows percolation of the overlap between neighbouring bumps "
-              "as the data fraction lambda grows (follow-up, PAPER.md claim 5).",
+              "as the data fraction lambda grows (follow-up, claim 5 of docs/conventions.md).",
         measures="the largest cluster of overlapping kept bumps against lambda for several sigma and overlap "
                  "thresholds, and its onset (no training)",
         scales={"laptop": Scale("default", {}, {}, [0, 1, 2, 3, 4],
@@ -365,10 +360,12 @@ def describe(p: Plan, runs: int) -> str:
                 f"{len(q['lambdas'])} lambdas, sigma {q['sigmas']}, overlap thresholds {q['thresholds']}, "
                 f"subsample seeds {q['seeds']}")
     t, m = p.base.training, p.base.model
+    s, q = p.base.scoring, p.base.probe
     return (f"{p.scale} scale: {runs} runs ({runs // len(p.seeds)} settings x seeds {p.seeds}), preset "
-            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size}, scoring "
-            f"{p.base.scoring.sampler}{p.base.scoring.sampler_steps} on a {p.base.scoring.grid}^2 grid, "
-            f"probe grid {p.base.probe.grid}^2 at {', '.join(p.base.probe.layers)}")
+            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size}, a checkpoint every "
+            f"{t.checkpoint_every} steps, scoring {s.sampler}{s.sampler_steps} on a {s.grid}^2 grid"
+            f"{', the last checkpoint with ddpm' if s.final_ddpm else ''}, probe grid {q.grid}^2 ({q.input} noise, "
+            f"t = {q.timestep}, {q.draws} draws) at {', '.join(q.layers)}, phase rule {rule_id(p.base.phase)}")
 
 
 @dataclass

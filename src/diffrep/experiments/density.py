@@ -9,7 +9,7 @@ from .common import (ACCURACY_KEY, ACCURACY_THRESHOLD, NOT_REACHED, Context, cen
 TREND_MIN_RHO = 0.5  # |Spearman rho| at least this for a trend to count
 
 def analyze_density(rows: list[dict], ctx: Context) -> dict:
-    """Time to phase C and to 90% accuracy against the increment dx = dy (PAPER.md claim 3).
+    """Time to phase C and to 90% accuracy against the increment dx = dy (claim 3, docs/conventions.md).
 
     Verdict, from the Spearman rho of the increment with the steps to phase C over all runs (never
     reached: ranked last): rho >= TREND_MIN_RHO 'denser is faster', <= -TREND_MIN_RHO 'denser is

@@ -169,9 +169,20 @@ def analyze_phases(rows: list[dict], ctx: Context, label=lambda row: "all runs")
     `phase_predictions` with their verdicts; the verdict line is their `stats.overall`."""
     stats, found = phase_statistics(rows, ctx, label)
     predictions = phase_predictions(stats, found)
-    figures = save_figure(ctx, f"{ctx.name}: accuracy (band: seeds) and the phases of each run ({ctx.layer})", [
-        lambda ax: plot_setting_curves(ax, setting_curves(rows, ACCURACY_KEY, label), "in-distribution accuracy"),
-        lambda ax: plot_phase_timelines(ax, phase_timelines(rows, ctx, label)),
+    timelines = phase_timelines(rows, ctx, label)
+    firsts = first_rows(rows)
+    accurate = [found[run].accurate for run in firsts]  # in the order of phase_timelines' rows
+
+    def representation_and_accuracy(ax):
+        for key, name in ((ACCURACY_KEY, "accuracy"), (f"probe.{ctx.layer}.condition_share", "condition_share")):
+            plot_setting_curves(ax, setting_curves(rows, key, lambda row, n=name: f"{label(row)}: {n}"), "", log_x=False)
+        ax.set_ylabel("accuracy; condition_share (band: seeds)", fontsize=8)
+
+    figures = save_figure(ctx, f"{ctx.name}: the code's structure and generation on one step axis, and the phases "
+                               f"of each run ({ctx.layer})", [
+        representation_and_accuracy,
+        lambda ax: plot_phase_timelines(ax, timelines, log_x=False, marks=accurate,
+                                        mark_label=f"accuracy >= {ACCURATE_ONSET}"),
     ])
     line = "; ".join(f"{p['name']}: {p['verdict']} ({p['reason']})" for p in predictions)
     return {"statistics": stats, "predictions": predictions, "verdict": f"{overall(predictions)}: {line}",

@@ -18,7 +18,7 @@ def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
 
     Verdict: the setting (increment, sigma, or neighbour overlap) with the largest |Spearman rho|
     against the steps to phase C (never reached: ranked last) is what the timing follows; sigma
-    "matters less than the increment" (PAPER.md claim 3) when its |rho| is smaller. 'No difference'
+    "matters less than the increment" (claim 3, docs/conventions.md) when its |rho| is smaller. 'No difference'
     when every run reached phase C at the same checkpoint, NOT_REACHED when none did.
     """
     firsts = first_rows(rows)

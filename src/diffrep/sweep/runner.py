@@ -38,7 +38,7 @@ import torch
 from ..config import Config, ConfigError
 from ..rundir import RunDir, atomic_write
 from ..run import new_run, train
-from ..training import TrainingInterrupted
+from ..training import STOP_SIGNALS, Terminated, TrainingInterrupted
 from ..training import is_finished as training_finished
 from .grid import canonical, expand_grid
 
@@ -66,7 +66,7 @@ def prepare_sweep_dir(sweep_dir, base: Config, grid: dict, seeds: list[int], nam
                 f"to resume it, or choose another sweep directory"
             )
         return root
-    if (root / "config.json").exists():
+    if RunDir.holds_run(root):
         raise ConfigError(f"{root}: is a run directory, not a sweep directory; choose another sweep directory")
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ConfigError(f"{root}: exists and is not an empty folder or a sweep directory (no sweep.json)")
@@ -113,7 +113,8 @@ def run_one(run_dir: str, config_dict: dict, threads: int) -> dict:
     """Create (or resume, or skip) and train one run; never raises.
 
     Returns {"name", "run", "status": "finished" | "skipped" | "failed", "error", "seconds"},
-    with a one-line "Type: message" error when it failed.
+    with a one-line "Type: message" error when it failed, and "stopped_by" (the signal number) when
+    a signal stopped it after a checkpoint.
     """
     start = time.perf_counter()
     result = {"name": Path(run_dir).name, "run": str(run_dir), "status": "failed", "error": None}
@@ -121,7 +122,6 @@ def run_one(run_dir: str, config_dict: dict, threads: int) -> dict:
         torch.set_num_threads(max(1, int(threads)))
         cfg = Config.from_dict(config_dict)
         run = RunDir(run_dir)
-        _remove_partial_create(run)
         if run.config_path.exists():
             if RunDir.open(run_dir).config() != cfg:
                 raise ConfigError(f"{run.config_path}: differs from the sweep's config for this run; move the run away")
@@ -133,22 +133,22 @@ def run_one(run_dir: str, config_dict: dict, threads: int) -> dict:
         else:
             train(cfg, new_run(run_dir, cfg), quiet=True)
             result["status"] = "finished"
+    except TrainingInterrupted as e:  # stopped by a signal, its checkpoint written
+        result["error"], result["stopped_by"] = one_line(e), int(e.signal)
     except Exception as e:  # one run's failure is reported, never allowed to stop the sweep
         result["error"] = one_line(e)
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
 
 
-def _remove_partial_create(run: RunDir) -> None:
-    """A kill inside RunDir.create leaves an empty checkpoints/ and no config.json: clear it."""
-    if not run.path.is_dir() or run.config_path.exists():
-        return
-    entries = list(run.path.iterdir())
-    partial = [p for p in entries if p.name.startswith(".config.json.tmp")
-               or (p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()))]
-    if len(partial) == len(entries):
-        for p in partial:
-            p.rmdir() if p.is_dir() else p.unlink()
+def _ray_run_one(run_dir: str, config_dict: dict, threads: int) -> dict:
+    """`run_one` as a Ray task. A run stopped by SIGTERM (a node being preempted) has written its
+    checkpoint; its worker then exits as a killed one would, so that Ray retries the run
+    (max_retries), which resumes from that checkpoint, instead of reporting it as failed."""
+    result = run_one(run_dir, config_dict, threads)
+    if result.get("stopped_by") == signal.SIGTERM:
+        os._exit(128 + signal.SIGTERM)
+    return result
 
 
 def one_line(e: BaseException, limit: int = 500) -> str:
@@ -248,8 +248,10 @@ def cpu_count() -> int:
 def _run_local(todo, done, workers, cpus_per_run, **_) -> None:
     """Run `todo` in a pool of spawned worker processes, calling done(result) as each completes.
 
-    Ctrl-C: no queued run starts, runs in flight write a checkpoint and stop (training.py's
-    SIGINT handler), then TrainingInterrupted is raised; the same sweep run again finishes them.
+    Ctrl-C or SIGTERM (`training.Terminated`, where the command line installed its handler): no
+    queued run starts, runs in flight are sent the same signal, write a checkpoint and stop
+    (training.py's handler), then TrainingInterrupted is raised with that signal; the same sweep
+    run again finishes them.
     """
     cores = cpu_count()
     workers = min(workers or max(1, cores // int(cpus_per_run)), len(todo))
@@ -267,7 +269,8 @@ def _run_local(todo, done, workers, cpus_per_run, **_) -> None:
         for future in concurrent.futures.as_completed(futures):
             pending.discard(future)
             done(_future_result(future, futures[future]))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as e:
+        signum = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
         stop.set()
         for future in pending:
             future.cancel()
@@ -275,7 +278,7 @@ def _run_local(todo, done, workers, cpus_per_run, **_) -> None:
             for process in list(getattr(pool, "_processes", {}).values()):
                 if process.is_alive():
                     try:
-                        os.kill(process.pid, signal.SIGINT)
+                        os.kill(process.pid, signum)
                     except ProcessLookupError:
                         pass
             concurrent.futures.wait(pending, timeout=2.0)
@@ -283,8 +286,8 @@ def _run_local(todo, done, workers, cpus_per_run, **_) -> None:
             if not future.cancelled():
                 done(_future_result(future, futures[future]))
         raise TrainingInterrupted(
-            "sweep interrupted; the runs in flight wrote a checkpoint; run the same sweep again to finish it"
-        ) from None
+            f"sweep stopped by {signal.Signals(signum).name}; the runs in flight wrote a checkpoint; "
+            f"run the same sweep again to finish it", signum) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -293,11 +296,13 @@ _STOP = None  # in a worker process: set when the sweep is interrupted
 
 
 def _worker_init(parent_pid: int, stop) -> None:
-    """In each worker: Ctrl-C is left to train()'s handler (it checkpoints, then stops), and the
-    worker exits when the sweep process is gone (killed), instead of training on as an orphan."""
+    """In each worker: Ctrl-C and SIGTERM are left to train()'s handler (it checkpoints, then stops;
+    between runs they are ignored, and the sweep process forwards them), and the worker exits when
+    the sweep process is gone (killed), instead of training on as an orphan."""
     global _STOP
     _STOP = stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
 
     def watch():
         while os.getppid() == parent_pid:
@@ -353,7 +358,7 @@ def _run_ray(todo, done, workers, address, cpus_per_run, gpus_per_run, max_retri
                 print(f"diffrep: warning: {message} (runs wait until an autoscaler adds them)", file=sys.stderr)
         task = ray.remote(
             num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries, retry_exceptions=False
-        )(run_one)
+        )(_ray_run_one)
         threads = max(1, int(cpus_per_run))
         pending = {task.remote(run_dir, cfg, threads): run_dir for run_dir, cfg in todo}
         while pending:

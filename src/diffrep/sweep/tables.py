@@ -33,7 +33,7 @@ def find_runs(dirs: list[str]) -> list[Path]:
         here = []
         for folder, subdirs, files in os.walk(root):
             subdirs.sort()
-            if "config.json" in files:
+            if RunDir.CONFIG in files:
                 here.append(Path(folder))
                 subdirs.clear()  # a run's own folders hold no runs
         if not here:
