@@ -22,6 +22,7 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from diffrep.experiments import ablation, catalog, density, holes, imbalance, sigma, stats, stripes
@@ -40,9 +41,11 @@ from diffrep.sweep.tables import flatten_config, time_to
 EXPECTED_STATISTICS = {
     "phases": {"first_step_A", "first_step_B", "first_step_C", "first_step_wrong", "first_step_accurate",
                "lag_c_to_accurate", "agreement", "agreement_null", "final_accuracy", "runs_in_order", "umap_r2_by_phase"},
-    "density": {"steps_to_phase_C", "steps_to_accuracy_0.9", "final_accuracy", "trend_steps_to_phase_C",
-                "trend_steps_to_accuracy_0.9"},
-    "sigma": {"steps_to_phase_C", "steps_to_accuracy_0.9", "neighbour_overlap", "rank_correlation_steps_to_phase_C"},
+    "density": {"steps_to_phase_C", "epochs_to_phase_C", "steps_to_accuracy_0.9", "final_accuracy",
+                "trend_steps_to_phase_C", "trend_epochs_to_phase_C", "trend_steps_to_accuracy_0.9",
+                "trend_epochs_to_accuracy_0.9"},
+    "sigma": {"steps_to_phase_C", "steps_to_accuracy_0.9", "neighbour_overlap", "trend_steps_to_phase_C_increment",
+              "trend_steps_to_phase_C_sigma", "trend_steps_to_phase_C_neighbour_overlap", "increment_minus_sigma_abs_rho"},
     "imbalance": {"steps_to_x_accuracy_0.5", "steps_to_y_accuracy_0.5", "x_over_y_time_ratio", "final_x_transfer_r2",
                   "final_y_transfer_r2", "coupling"},
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
@@ -73,6 +76,10 @@ def test_every_experiment_has_three_scales_and_a_claim():
             if name == "phases":  # eight seeds that chose nothing, a checkpoint every 25 steps
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == list(range(6, 14))
                 assert laptop.checkpoint_every == 25
+            elif name in ("density", "sigma", "imbalance", "ablation"):  # enough seeds that chose nothing for rank tests
+                seeds = list(range(6, 14)) if name == "density" else list(range(6, 11))
+                assert plan(name, "laptop").seeds == plan(name, "full").seeds == seeds
+                assert laptop.checkpoint_every == 50
             else:
                 assert plan(name, "laptop").seeds == [0, 1] and plan(name, "full").seeds == [0, 1, 2, 3, 4]
                 assert laptop.checkpoint_every == 250
@@ -144,7 +151,7 @@ def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
     if name in ("phases", "digits"):  # the verdict follows the statistics, whatever 12 steps learned
         reached_c = sum(v is not None for e in findings["statistics"]["first_step_C"]["per_setting"] for v in e["values"])
         order = next(p for p in findings["predictions"] if p["name"] == "order")
-        assert (order["verdict"] == "not measurable") == (reached_c < phases_experiment.MIN_MEASURED_RUNS)
+        assert (order["verdict"] == "not measurable") == (reached_c < stats.MIN_MEASURED_RUNS)
         assert findings["verdict"].split(":")[0] == stats.overall(findings["predictions"])
     if name == "imbalance":
         assert re.match(r"(coupled|factorized|mixed|not reached)", findings["verdict"])
@@ -261,23 +268,58 @@ def test_steps_to_phase_c_is_the_first_checkpoint_labelled_c():
     assert time_to(rows, "phase.layer4", "C") == {"from_init": 0, "trained": 2, "never": None}
 
 
+# Density: per increment, the steps to phase C of 8 seeds (None: never reached).
+FASTER_WHEN_DENSER = {0.25: [500, 750, 500, 750, 1000, 500, 750, 500],
+                      0.5: [1250, 1000, 1500, 1250, 1000, 1500, 1250, 1250],
+                      1.0: [2000, 2500, None, 2250, 2000, 2750, 2500, None]}
+
+
 @pytest.mark.parametrize("times, verdict", [
-    ({0.25: (500, 750), 0.5: (1500, 1750), 1.0: (3000, None)}, "steps to phase_C: denser is faster"),
-    ({0.25: (3000, 3250), 0.5: (1500, 1750), 1.0: (500, 750)}, "steps to phase_C: denser is slower"),
-    ({0.25: (None, None), 0.5: (None, None), 1.0: (None, None)}, "steps to phase_C: not reached"),
-    ({0.25: (500, 500), 0.5: (500, 500), 1.0: (500, 500)}, "steps to phase_C: no difference (all 6 runs at step 500)"),
-    ({1.0: (500, 750)}, "steps to phase_C: undefined (fewer than 3 runs or one increment)"),
+    (FASTER_WHEN_DENSER, "reproduced"),
+    ({0.25: FASTER_WHEN_DENSER[1.0], 0.5: FASTER_WHEN_DENSER[0.5], 1.0: FASTER_WHEN_DENSER[0.25]}, "contradicted"),
+    ({inc: [500, 1000, 1500, 2000, 500, 1000, 1500, 2000] for inc in (0.25, 0.5, 1.0)}, "not measurable"),  # no trend
+    ({0.25: [500] * 2 + [None] * 6, 0.5: [1000] * 2 + [None] * 6, 1.0: [None] * 8}, "not measurable"),  # 4 reached C
+    ({inc: [None] * 8 for inc in (0.25, 0.5, 1.0)}, "not measurable"),
 ])
-def test_density_verdict_follows_the_ranks_of_increment_and_time(tmp_path, times, verdict):
+def test_density_verdict_is_computed_from_a_permutation_test_of_the_trend(tmp_path, times, verdict):
     runs = [(f"{inc}-{seed}", {"data.dx": inc, "data.dy": inc, "training.seed": seed}, phase_track(t))
-            for inc, pair in times.items() for seed, t in enumerate(pair)]
+            for inc, seeds in times.items() for seed, t in enumerate(seeds)]
     result = density.analyze_density(synthetic(runs), context(tmp_path, "density"))
-    assert result["verdict"].startswith(verdict)
+    steps = next(p for p in result["predictions"] if p["name"] == "steps")
+    assert steps["verdict"] == verdict and result["verdict"].startswith(stats.overall(result["predictions"]))
     entry = {e["label"]: e for e in result["statistics"]["steps_to_phase_C"]["per_setting"]}["increment 1"]
     assert entry["values"] == list(times[1.0]) and entry["n_reached"] == sum(t is not None for t in times[1.0])
     reached = [t for t in times[1.0] if t is not None]
     assert entry["mean"] == (sum(reached) / len(reached) if reached else None)  # a never-reached seed is not averaged
+    # epochs: steps x batch 32 / the training images (a lattice of increment 1 over [0, 32]: 33 x 33)
+    in_epochs = {e["label"]: e for e in result["statistics"]["epochs_to_phase_C"]["per_setting"]}["increment 1"]
+    assert in_epochs["values"] == [None if t is None else pytest.approx(t * 32 / 33 ** 2) for t in times[1.0]]
     assert (tmp_path / "density.png").is_file()
+
+
+def test_trend_verdicts_on_synthetic_tables():
+    settings = [x for x in (0.25, 0.5, 1.0) for _ in range(8)]
+    rising = [t for x in (0.25, 0.5, 1.0) for t in FASTER_WHEN_DENSER[x]]
+    test = stats.trend_test(settings, rising)
+    assert test["rho"] > 0.8 and test["p_greater"] < 0.001 and test["p_less"] > 0.99
+    assert 0 < test["interval"][0] < test["rho"] < test["interval"][1] <= 1
+    assert stats.trend_verdict(test, +1, "C")["verdict"] == stats.REPRODUCED
+    assert stats.trend_verdict(test, -1, "C")["verdict"] == stats.CONTRADICTED
+    shuffled = [rising[i] for i in np.random.default_rng(0).permutation(len(rising))]  # the same times, no trend
+    assert stats.trend_verdict(stats.trend_test(settings, shuffled), +1, "C")["verdict"] == stats.NOT_MEASURABLE
+    few = [t if i < 5 else None for i, t in enumerate(rising)]  # 5 reached: fewer than MIN_MEASURED_RUNS
+    assert stats.trend_verdict(stats.trend_test(settings, few), +1, "C")["reason"].startswith("5 of 24 runs reached C")
+    assert stats.trend_test([1.0, 1.0, 1.0], [1, 2, 3])["rho"] is None  # one setting
+    assert stats.trend_verdict(stats.trend_test([1.0] * 8, rising[:8]), +1, "C")["verdict"] == stats.NOT_MEASURABLE
+
+
+def test_a_shift_between_two_groups_needs_enough_runs_to_be_resolved():
+    two = stats.shift_test([3000, 3250], [500, 750])  # every run later, as the earlier rule counted "later"
+    assert two["p_value"] == pytest.approx(1 / 3) and stats.shift_word(two).startswith("not resolved")
+    five = stats.shift_test([3000, 3250, 2750, None, 3500], [500, 750, 1000, 500, 750])
+    assert five["rank_shift"] > 0 and five["p_value"] < 0.05 and stats.shift_word(five).startswith("later")
+    assert stats.shift_word(stats.shift_test([500, 750, 1000, 500, 750], [3000, 3250, 2750, None, 3500])).startswith("sooner")
+    assert stats.shift_test([None, None], [None, None])["p_value"] == 1.0  # all tied: nothing to resolve
 
 
 def axis_track(t_x, t_y, transfer):
@@ -355,21 +397,24 @@ def test_phases_predictions_and_their_verdicts(tmp_path, tracks, expected):
         assert low <= median <= high and median == statistics.median(values)
 
 
-def test_sigma_verdict_names_the_factor_the_timing_follows(tmp_path):
-    runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(int(4000 / sigma / 250) * 250 // 2))
-            for dx in (0.5, 1.0) for sigma in (1.0, 1.5, 2.0)]
-    result = sigma.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
-    rho = result["statistics"]["rank_correlation_steps_to_phase_C"]["value"]
-    assert rho["sigma"] == pytest.approx(-1.0) and rho["increment"] == pytest.approx(0.0)
-    assert result["verdict"].startswith("the steps to phase C follow the sigma most closely")
-    assert "sigma matters as much or more than the increment" in result["verdict"]
+@pytest.mark.parametrize("follows, verdict", [("increment", "reproduced"), ("sigma", "contradicted"),
+                                               ("neither", "not measurable"), ("never reached", "not measurable")])
+def test_sigma_verdict_compares_the_two_trends_with_a_bootstrap_interval(tmp_path, follows, verdict):
+    def steps(dx, sigma, seed):
+        jitter = 250 * (seed % 2)
+        return {"increment": int(dx * 2000) + jitter, "sigma": int(2000 / sigma) + jitter,
+                "neither": 1000 + 250 * (seed % 4), "never reached": None}[follows]
 
-
-def test_sigma_verdict_when_every_run_reaches_phase_c_at_the_same_checkpoint(tmp_path):
-    runs = [(f"{dx}-{sigma}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma}, phase_track(500))
-            for dx in (0.5, 1.0) for sigma in (1.0, 2.0)]
+    runs = [(f"{dx}-{sigma}-{seed}", {"data.dx": dx, "data.dy": dx, "data.sigma": sigma, "training.seed": seed},
+             phase_track(steps(dx, sigma, seed))) for dx in (0.5, 1.0) for sigma in (1.0, 2.0) for seed in range(4)]
     result = sigma.analyze_sigma(synthetic(runs), context(tmp_path, "sigma"))
-    assert result["verdict"] == "no difference to follow: all 4 runs reach phase C at step 500"
+    (prediction,) = result["predictions"]
+    assert prediction["verdict"] == verdict and result["verdict"].startswith(verdict)
+    rho = {k: result["statistics"][f"trend_steps_to_phase_C_{k}"]["rho"] for k in ("increment", "sigma")}
+    if follows == "increment":
+        assert rho["increment"] > 0.8 and rho["sigma"] == pytest.approx(0.0)
+    if follows == "sigma":
+        assert rho["sigma"] < -0.8 and rho["increment"] == pytest.approx(0.0)
 
 
 def test_ablation_verdict_against_the_baseline(tmp_path):
@@ -380,14 +425,19 @@ def test_ablation_verdict_against_the_baseline(tmp_path):
         return metrics
 
     base = {"probe.layers": ["layer4", "bottleneck"]}
-    runs = [("b0", {**base, "training.seed": 0}, track(1000, 0.2)), ("b1", {**base, "training.seed": 1}, track(1250, 0.3)),
-            ("s0", {**base, "model.skips": False}, track(3000, 0.9)),
-            ("m0", {**base, "model.label_encoding": "mlp"}, track(500, 0.2))]
+    runs = [(f"b{seed}", {**base, "training.seed": seed}, track(1000 + 250 * (seed % 2), 0.2 + 0.1 * (seed % 2)))
+            for seed in range(5)]
+    runs += [(f"s{seed}", {**base, "model.skips": False, "training.seed": seed}, track(3000 + 250 * (seed % 2), 0.9))
+             for seed in range(5)]
+    runs += [(f"m{seed}", {**base, "model.label_encoding": "mlp", "training.seed": seed}, track(500, 0.2)) for seed in range(5)]
+    runs += [("w0", {**base, "model.widths": [8, 16, 32]}, track(3000, 0.2))]  # one seed against five: never resolved
     ctx = context(tmp_path, "ablation")
     result = ablation.analyze_ablation(synthetic(runs), ctx)
-    assert "skips=False: phase C later" in result["verdict"] and "label_encoding=mlp: phase C earlier" in result["verdict"]
+    assert "skips=False: phase C later (p = " in result["verdict"]
+    assert "label_encoding=mlp: phase C sooner (p = " in result["verdict"]
+    assert "widths=[8, 16, 32]: phase C not resolved" in result["verdict"]
     assert "skips=False: factorized" in result["verdict"] and "baseline: coupled" in result["verdict"]
-    assert "bottleneck reaches phase C before layer4 in 0 of 4 runs" in result["verdict"]
+    assert "bottleneck reaches phase C before layer4 in 0 of 16 runs" in result["verdict"]
 
 
 def test_stripes_verdict_on_the_2d_images_needed(tmp_path):

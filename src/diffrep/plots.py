@@ -18,7 +18,7 @@ def _save(fig: Figure, path: Path, dpi: int = 100) -> None:
     and a full disk leaves the old picture and no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=dpi, format="png")
+    fig.savefig(buffer, dpi=dpi, format="png", bbox_inches="tight")  # legends outside the axes included
     atomic_write(path, buffer.getvalue())
 
 
@@ -132,7 +132,8 @@ def save_story(rows: list[dict], phase_cfg, path: Path, title: str) -> None:
     bottom.axhline(phase_cfg.min_order_gain, color="C1", linestyle="--", linewidth=1)
     bottom.set_ylim(-0.05, 1.05)
     bottom.set_ylabel("representation", fontsize=8)
-    bottom.set_xlabel("training step (background: phase A grey, B orange, C green; lines: the rule's thresholds)")
+    bottom.set_xlabel("training step (background: phase A grey, B orange, C green; lines: the rule's thresholds)",
+                      fontsize=8)
     bottom.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     for ax in (top, bottom):
         for left, right, phase in zip(steps, list(steps[1:]) + [steps.max()], [r["phase"] for r in rows]):
@@ -207,14 +208,14 @@ def plot_phase_timelines(ax, timelines: list[tuple[str, list[tuple[int, str]]]],
             if phase in PHASE_COLOURS:
                 ax.barh(row, max(following - step, 1), left=step, height=0.6, color=PHASE_COLOURS[phase],
                         edgecolor=edge[phase], linewidth=0.5)
-    for row, step in enumerate(marks or []):
-        if step is not None:
-            ax.plot([step], [row], marker="v", color="black", markersize=6, label=mark_label if row == 0 else None)
+    marked = [(row, step) for row, step in enumerate(marks or []) if step is not None]
+    for i, (row, step) in enumerate(marked):
+        ax.plot([step], [row], marker="v", color="black", markersize=6, label=mark_label if i == 0 else None)
     ax.set_yticks(range(len(timelines)), [label for label, _ in timelines], fontsize=7)
     if log_x:
         ax.set_xscale("symlog", linthresh=10)
     ax.set_xlabel("training step (grey A, orange B, green C)", fontsize=8)
-    if marks and mark_label:
+    if marked and mark_label:
         ax.legend(fontsize=7, loc="upper left")
 
 

@@ -7,8 +7,9 @@ import json
 from ..config import Config
 from ..plots import plot_seed_bands, plot_setting_curves
 from ..sweep.tables import final_value, time_to
-from .common import (ACCURACY_KEY, FACTORIZED_TRANSFER, NOT_REACHED, Context, earlier_or_later, fmt, per_setting,
-                     save_figure, setting_curves, short)
+from .common import (ACCURACY_KEY, FACTORIZED_TRANSFER, NOT_REACHED, Context, fmt, per_setting, save_figure,
+                     setting_curves, short)
+from .stats import shift_test, shift_word
 
 ABLATION_KEYS = ("model.attention_resolutions", "model.widths", "model.skips", "model.label_encoding")
 
@@ -29,9 +30,9 @@ def _same(value):
 def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
     """Per architecture variant: steps to phase C at each probed layer, accuracy, transfer R^2.
 
-    Verdict: per variant, phase C at the first probed layer 'earlier' / 'later' than the baseline
-    when every seed is before / after every baseline seed (`earlier_or_later`), else 'no clear
-    change'; 'factorized' when the mean over seeds of min(x_transfer_r2, y_transfer_r2) at the last
+    Verdict: per variant, phase C at the first probed layer 'sooner' / 'later' than the baseline
+    where the permutation test of their ranks resolves it (`stats.shift_test`, two-sided p < 0.05;
+    with 2 seeds against 2 it cannot), else 'not resolved'; 'factorized' when the mean over seeds of min(x_transfer_r2, y_transfer_r2) at the last
     checkpoint is >= FACTORIZED_TRANSFER, else 'coupled'; and in how many runs the second probed
     layer reaches phase C before the first.
     """
@@ -53,8 +54,9 @@ def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
     for e in timing:
         if e["label"] == "baseline":
             continue
-        change = earlier_or_later(e["values"], baseline["values"]) if baseline else NOT_REACHED
-        parts.append(f"{e['label']}: phase C {change}")
+        test = shift_test(e["values"], baseline["values"]) if baseline else None
+        e["shift_against_baseline"] = test
+        parts.append(f"{e['label']}: phase C {shift_word(test) if test else NOT_REACHED + ' (no baseline)'}")
     for e in stats["final_min_transfer_r2"]["per_setting"]:
         word = NOT_REACHED if e["mean"] is None else "factorized" if e["mean"] >= FACTORIZED_TRANSFER else "coupled"
         parts.append(f"{e['label']}: {word} (min transfer R^2 {fmt(e['mean'], 2)})")

@@ -6,7 +6,7 @@ experiment's base config and parameters) and returns
 
     {"statistics": {name: statistic}, "verdict": str, "figures": [file names]}
 
-and, where the claim is stated as predictions (phases), "predictions": [{"name", "prediction",
+and, where the claim is stated as predictions (phases, density, sigma), "predictions": [{"name", "prediction",
 "verdict", "reason"}] with the verdicts of `stats`. A statistic is {"description", "per_setting":
 [entry, ...]} or {"description", "value", ...}; an entry is one setting of the sweep over its seeds
 (`seed_stats`):
@@ -23,15 +23,15 @@ averaged.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import Config
+from ..data import BumpDataset
 from ..plots import save_panels
-from ..sweep.tables import by_setting, curve, final_value, time_to
+from ..sweep.tables import by_setting, config_from_row, curve, final_value, time_to
 
 NOT_REACHED = "not reached"
 ACCURACY_KEY = "score.train.accuracy"
@@ -76,37 +76,15 @@ def per_setting(rows: list[dict], per_run: dict, label) -> list[dict]:
             for g in by_setting(rows, per_run)]
 
 
-def censored_rank_correlation(xs: list[float], times: list) -> dict:
-    """Spearman rho of a setting against times to an event, never-reached times (None) ranking last
-    (tied). rho is None with fewer than 3 runs, no reached time, or a constant setting or rank."""
-    from scipy.stats import rankdata, spearmanr
-
-    n_reached = sum(t is not None for t in times)
-    ranks = rankdata([math.inf if t is None else float(t) for t in times])
-    if len(xs) < 3 or n_reached == 0 or np.ptp(xs) == 0 or np.ptp(ranks) == 0:
-        return {"rho": None, "p_value": None, "n": len(xs), "n_reached": n_reached}
-    res = spearmanr(xs, ranks)
-    return {"rho": float(res.statistic), "p_value": float(res.pvalue), "n": len(xs), "n_reached": n_reached}
-
-
-def common_time(times: list):
-    """The step at which every run reached the event when it is the same for all (no rank to
-    correlate: at this checkpoint resolution the settings do not differ), else None."""
-    return times[0] if times and times[0] is not None and len(set(times)) == 1 else None
-
-
-def earlier_or_later(times: list, reference: list) -> str:
-    """'earlier', 'later' or 'no clear change': every seed before (after) every reference seed, with
-    never-reached times after every reached one; NOT_REACHED when no run of either reached it."""
-    if all(t is None for t in times + reference):
-        return NOT_REACHED
-    t = [math.inf if v is None else v for v in times]
-    r = [math.inf if v is None else v for v in reference]
-    if max(t) < min(r):
-        return "earlier"
-    if min(t) > max(r):
-        return "later"
-    return "no clear change"
+def epochs(rows: list[dict], steps: dict[str, int | None]) -> dict[str, float | None]:
+    """Per run, a number of training steps as passes over its training set (steps x batch size /
+    training images), the unit the papers count in; None stays None."""
+    out = {}
+    for run, row in first_rows(rows).items():
+        cfg = config_from_row(row)
+        images = len(BumpDataset(cfg.data))
+        out[run] = None if steps[run] is None else steps[run] * cfg.training.batch_size / images
+    return out
 
 
 def fmt(value, digits: int = 3) -> str:

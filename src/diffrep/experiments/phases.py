@@ -11,11 +11,10 @@ from ..evaluation.phases import (ACCURATE_ONSET, OUTCOME_NAMES, PHASES, Onsets, 
 from ..plots import plot_phase_timelines, plot_setting_curves
 from ..sweep.tables import config_from_row, final_value
 from .common import ACCURACY_KEY, Context, first_rows, per_setting, save_figure, setting_curves
-from .stats import (ALPHA, CONTRADICTED, NOT_MEASURABLE, REPRODUCED, binomial_p, bootstrap_interval, overall,
-                    verdict)
+from .stats import (ALPHA, CONTRADICTED, MIN_MEASURED_RUNS, NOT_MEASURABLE, REPRODUCED, binomial_p, bootstrap_interval,
+                    overall, verdict)
 
 FINAL_ACCURACY_KEY = "final.train.accuracy"  # the last checkpoint scored with DDPM over all T steps
-MIN_MEASURED_RUNS = 6  # a prediction about runs is not measurable with fewer runs that reached its events
 
 
 def run_rows(rows: list[dict]) -> dict[str, list[dict]]:

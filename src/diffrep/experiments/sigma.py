@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..percolation import bump_overlap
 from ..plots import plot_seed_bands, plot_setting_curves
-from .common import (ACCURACY_KEY, NOT_REACHED, Context, censored_rank_correlation, common_time, first_rows,
-                     per_setting, save_figure, series, setting_curves, timing_statistics)
+from .common import ACCURACY_KEY, Context, first_rows, per_setting, save_figure, series, setting_curves, timing_statistics
+from .stats import (CONTRADICTED, MIN_MEASURED_RUNS, NOT_MEASURABLE, REPRODUCED, bootstrap_over_runs, censored_spearman,
+                    trend_test, verdict)
+
 
 def neighbour_overlap(row: dict) -> float:
     """Overlap (cosine similarity, percolation.bump_overlap) of two bumps one lattice step apart along x."""
@@ -16,10 +20,12 @@ def neighbour_overlap(row: dict) -> float:
 def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
     """Time to phase C over sigma x increment, against the overlap of neighbouring bumps.
 
-    Verdict: the setting (increment, sigma, or neighbour overlap) with the largest |Spearman rho|
-    against the steps to phase C (never reached: ranked last) is what the timing follows; sigma
-    "matters less than the increment" (claim 3, docs/conventions.md) when its |rho| is smaller. 'No difference'
-    when every run reached phase C at the same checkpoint, NOT_REACHED when none did.
+    Statistics: `stats.trend_test` of each factor (increment, sigma, neighbour overlap) with the
+    steps to phase C (never reached: ranked last). Prediction (claim 3, docs/conventions.md): sigma
+    matters less than the increment, |rho(increment)| - |rho(sigma)| > 0. Reproduced when the 95%
+    bootstrap interval of that difference (resampling runs) lies above 0, contradicted when it lies
+    below, else not measurable; not measurable also when fewer than MIN_MEASURED_RUNS runs reached
+    phase C.
     """
     firsts = first_rows(rows)
     label = lambda r: f"increment {float(r['data.dx']):g}, sigma {float(r['data.sigma']):g}"  # noqa: E731
@@ -27,29 +33,35 @@ def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
     stats["neighbour_overlap"] = {"description": "overlap of two bumps one lattice step apart, exp(-d^2 / (4 sigma^2))",
                                   "per_setting": per_setting(rows, {r: neighbour_overlap(row) for r, row in firsts.items()}, label)}
     runs = list(firsts)
-    factors = {"increment": lambda r: float(r["data.dx"]), "sigma": lambda r: float(r["data.sigma"]),
-               "neighbour overlap": neighbour_overlap}
-    correlations = {name: censored_rank_correlation([f(firsts[r]) for r in runs], [to_c[r] for r in runs])
-                    for name, f in factors.items()}
-    stats["rank_correlation_steps_to_phase_C"] = {
-        "description": "Spearman rho of each factor with the steps to phase C (never reached: ranked last)",
-        "value": {name: c["rho"] for name, c in correlations.items()},
-        "n": len(runs), "n_reached": correlations["sigma"]["n_reached"]}
-    defined = {name: c["rho"] for name, c in correlations.items() if c["rho"] is not None}
-    if not any(to_c[r] is not None for r in runs):
-        verdict = f"{NOT_REACHED}: no run reached phase C"
-    elif (same := common_time([to_c[r] for r in runs])) is not None:
-        verdict = f"no difference to follow: all {len(runs)} runs reach phase C at step {same:g}"
-    elif not defined:
-        verdict = "no factor varies enough to correlate with the steps to phase C"
+    times = [to_c[r] for r in runs]
+    factors = {"increment": np.array([float(firsts[r]["data.dx"]) for r in runs]),
+               "sigma": np.array([float(firsts[r]["data.sigma"]) for r in runs]),
+               "neighbour overlap": np.array([neighbour_overlap(firsts[r]) for r in runs])}
+    for name, xs in factors.items():
+        stats[f"trend_steps_to_phase_C_{name.replace(' ', '_')}"] = {
+            "description": f"Spearman rho of the {name} with the steps to phase C (never reached: ranked last)",
+            **trend_test(xs, times)}
+
+    def difference(i):
+        return abs(censored_spearman(factors["increment"][i], [times[j] for j in i])) - \
+            abs(censored_spearman(factors["sigma"][i], [times[j] for j in i]))
+
+    reached = sum(t is not None for t in times)
+    interval = bootstrap_over_runs(difference, len(runs)) if len(runs) >= 3 else None
+    point = difference(np.arange(len(runs))) if len(runs) >= 3 else float("nan")
+    stats["increment_minus_sigma_abs_rho"] = {
+        "description": "|rho(increment, steps to C)| - |rho(sigma, steps to C)| and its 95% bootstrap interval over runs",
+        "value": None if np.isnan(point) else float(point), "interval": interval, "n": len(runs), "n_reached": reached}
+    if reached < MIN_MEASURED_RUNS:
+        decided = verdict(NOT_MEASURABLE, f"{reached} of {len(runs)} runs reached phase C (fewer than {MIN_MEASURED_RUNS})")
+    elif interval is None or np.isnan(point):
+        decided = verdict(NOT_MEASURABLE, "the steps to phase C do not vary with either factor: nothing to compare")
     else:
-        best = max(defined, key=lambda k: abs(defined[k]))
-        verdict = f"the steps to phase C follow the {best} most closely (Spearman rho {defined[best]:.2f})"
-        if "sigma" in defined and "increment" in defined:
-            less = abs(defined["sigma"]) < abs(defined["increment"])
-            verdict += (f"; sigma matters {'less' if less else 'as much or more'} than the increment "
-                        f"(|rho| {abs(defined['sigma']):.2f} vs {abs(defined['increment']):.2f}, "
-                        f"{'as' if less else 'against'} the paper)")
+        text = (f"|rho(increment)| - |rho(sigma)| = {point:.2f}, 95% interval [{interval[0]:.2f}, {interval[1]:.2f}], "
+                f"{len(runs)} runs, {reached} reached phase C")
+        decided = verdict(REPRODUCED if interval[0] > 0 else CONTRADICTED if interval[1] < 0 else NOT_MEASURABLE, text)
+    predictions = [{"name": "sigma matters less", "prediction": "the steps to phase C follow the increment more "
+                                                                "closely than sigma (|rho| larger)", **decided}]
     increments = sorted({float(r["data.dx"]) for r in firsts.values()})
 
     def by_increment(x_of, xlabel):
@@ -65,4 +77,5 @@ def analyze_sigma(rows: list[dict], ctx: Context) -> dict:
         by_increment(neighbour_overlap, "overlap of neighbouring bumps"),
         lambda ax: plot_setting_curves(ax, setting_curves(rows, ACCURACY_KEY, label), "in-distribution accuracy"),
     ])
-    return {"statistics": stats, "verdict": verdict, "figures": figures}
+    return {"statistics": stats, "predictions": predictions,
+            "verdict": f"{decided['verdict']}: {decided['reason']}", "figures": figures}

@@ -8,7 +8,9 @@ decides it; the verdict is computed here and is one of
     not measurable   the test cannot decide at this scale (too few runs reached the event, or the
                      interval is too wide), with the reason
 
-Intervals are percentile bootstraps over runs (seeds); p-values are one-sided.
+Intervals are percentile bootstraps over runs (seeds); p-values of predictions are one-sided.
+Times to an event (a phase, an accuracy) that a run never reached are censored: they rank after
+every reached time, tied, in every rank statistic here.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import math
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.stats import binomtest, permutation_test, rankdata
 
 REPRODUCED, CONTRADICTED, NOT_MEASURABLE = "reproduced", "contradicted", "not measurable"
 VERDICTS = (REPRODUCED, CONTRADICTED, NOT_MEASURABLE)
 ALPHA = 0.05  # the level of every test and interval (95%)
-BOOTSTRAP = 10_000  # resamples of a bootstrap
+BOOTSTRAP = 10_000  # resamples of a bootstrap, and of a permutation test
+MIN_MEASURED_RUNS = 6  # a prediction about runs is not measurable with fewer runs that reached its events
 
 
 def bootstrap_interval(values: Sequence[float], statistic: Callable = np.median, resamples: int = BOOTSTRAP,
@@ -39,8 +43,6 @@ def bootstrap_interval(values: Sequence[float], statistic: Callable = np.median,
 
 def binomial_p(successes: int, trials: int, p: float = 0.5) -> float:
     """One-sided p-value of at least `successes` of `trials` if each succeeds with probability p."""
-    from scipy.stats import binomtest
-
     return float(binomtest(successes, trials, p, alternative="greater").pvalue) if trials else math.nan
 
 
@@ -60,3 +62,118 @@ def overall(verdicts: Sequence[dict]) -> str:
     if words and all(w == REPRODUCED for w in words):
         return REPRODUCED
     return NOT_MEASURABLE
+
+
+def censored_ranks(times: Sequence) -> np.ndarray:
+    """Ranks of times to an event (1 = soonest), never reached (None) tied after every reached one."""
+    return rankdata([math.inf if t is None else float(t) for t in times])
+
+
+def rank_correlation(x, y, axis=-1):
+    """Spearman's rho of values already ranked (the Pearson correlation of the ranks) along `axis`;
+    NaN where either is constant."""
+    x = x - x.mean(axis=axis, keepdims=True)
+    y = y - y.mean(axis=axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
+
+
+def bootstrap_over_runs(statistic: Callable[[np.ndarray], float], n: int, seed: int = 0) -> list[float] | None:
+    """The 95% percentile interval of statistic(indices of n runs drawn with replacement) over
+    BOOTSTRAP resamples, those where it is NaN (undefined) left out; None if it always is."""
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(BOOTSTRAP)], dtype=float)
+    if not np.isfinite(draws).any():
+        return None
+    tail = ALPHA / 2 * 100
+    return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
+
+
+def censored_spearman(settings: Sequence[float], times: Sequence) -> float:
+    """Spearman rho of a setting with times to an event (never reached: ranked last); NaN if undefined."""
+    return float(rank_correlation(rankdata(np.asarray(settings, dtype=float)), censored_ranks(times)))
+
+
+def trend_test(settings: Sequence[float], times: Sequence, seed: int = 0) -> dict:
+    """Spearman rho of a setting with the times to an event over runs (one per run; never reached:
+    ranked last), its one-sided permutation p-values for rho > 0 and rho < 0 (the times paired with
+    the settings at random, BOOTSTRAP times; exact where there are fewer pairings), and its 95%
+    percentile bootstrap interval, resampling runs.
+
+    {"rho", "p_greater", "p_less", "interval": [low, high], "n", "n_reached", "n_settings"}; rho and
+    the rest are None where it is undefined (fewer than 3 runs, one setting, or every time tied).
+    """
+    x = rankdata(np.asarray(settings, dtype=float))
+    t = censored_ranks(times)
+    out = {"rho": None, "p_greater": None, "p_less": None, "interval": None, "n": len(t),
+           "n_reached": sum(v is not None for v in times), "n_settings": len(set(settings))}
+    if len(t) < 3 or np.ptp(x) == 0 or np.ptp(t) == 0:
+        return out
+    out["rho"] = float(rank_correlation(x, t))
+    for side in ("greater", "less"):
+        res = permutation_test((x, t), rank_correlation, permutation_type="pairings", vectorized=True,
+                               n_resamples=BOOTSTRAP, alternative=side, random_state=seed)
+        out[f"p_{side}"] = float(res.pvalue)
+    setting_values, time_values = np.asarray(settings, dtype=float), list(times)
+    out["interval"] = bootstrap_over_runs(
+        lambda i: censored_spearman(setting_values[i], [time_values[j] for j in i]), len(t), seed)
+    return out
+
+
+def trend_verdict(test: dict, sign: int, event: str) -> dict:
+    """The verdict on the prediction that the trend of `trend_test` has the sign `sign` (+1: the
+    times grow with the setting, -1: they shrink): reproduced when its one-sided permutation p <
+    ALPHA, contradicted when the opposite one-sided p is, else not measurable; not measurable also
+    with fewer than MIN_MEASURED_RUNS runs that reached `event` or fewer than two settings."""
+    if test["n_settings"] < 2:
+        return verdict(NOT_MEASURABLE, "one setting: no trend to measure")
+    if test["n_reached"] < MIN_MEASURED_RUNS:
+        return verdict(NOT_MEASURABLE, f"{test['n_reached']} of {test['n']} runs reached {event} "
+                                       f"(fewer than {MIN_MEASURED_RUNS})")
+    if test["rho"] is None:
+        return verdict(NOT_MEASURABLE, f"every run reached {event} at the same rank: no trend to measure")
+    p_for, p_against = (test["p_greater"], test["p_less"]) if sign > 0 else (test["p_less"], test["p_greater"])
+    low, high = test["interval"]
+    text = (f"Spearman rho {test['rho']:.2f} (95% interval [{low:.2f}, {high:.2f}]), one-sided permutation p = "
+            f"{p_for:.3g}, {test['n']} runs, {test['n_reached']} reached {event}")
+    if p_for < ALPHA:
+        return verdict(REPRODUCED, text)
+    if p_against < ALPHA:
+        return verdict(CONTRADICTED, f"{text}; the opposite trend at p = {p_against:.3g}")
+    return verdict(NOT_MEASURABLE, f"{text}: neither this trend nor its opposite is resolved")
+
+
+def shift_test(times: Sequence, reference: Sequence, seed: int = 0) -> dict:
+    """Whether `times` come sooner or later than `reference` (times to one event, one per run;
+    never reached: ranked last): the difference of their mean ranks in the pooled runs and its
+    two-sided permutation p-value (runs reassigned to the two groups; exact where there are fewer
+    than BOOTSTRAP assignments). With 2 runs against 2 the smallest p is 1/3: nothing is resolved.
+
+    {"rank_shift" (negative: sooner), "p_value" (None with fewer than 2 runs on a side), "n",
+    "n_reference", "n_reached"}.
+    """
+    ranks = censored_ranks(list(times) + list(reference))
+    a, b = ranks[: len(times)], ranks[len(times):]
+    out = {"rank_shift": None, "p_value": None, "n": len(a), "n_reference": len(b),
+           "n_reached": sum(v is not None for v in list(times) + list(reference))}
+    if not len(a) or not len(b):
+        return out
+    out["rank_shift"] = float(a.mean() - b.mean())
+    if min(len(a), len(b)) < 2:  # one run against n: the smallest two-sided p is 2 / (n + 1), nothing to test
+        return out
+    if np.ptp(ranks) == 0:
+        out["p_value"] = 1.0
+        return out
+    res = permutation_test((a, b), lambda u, v, axis: u.mean(axis=axis) - v.mean(axis=axis), vectorized=True,
+                           n_resamples=BOOTSTRAP, alternative="two-sided", random_state=seed)
+    out["p_value"] = float(res.pvalue)
+    return out
+
+
+def shift_word(test: dict) -> str:
+    """'sooner' or 'later' where `shift_test` resolves it (p < ALPHA), else 'not resolved (...)'."""
+    if test["p_value"] is None:
+        return f"not resolved ({test['n']} against {test['n_reference']} runs: too few to test)"
+    if test["p_value"] >= ALPHA:
+        return f"not resolved (p = {test['p_value']:.2g}, {test['n']} against {test['n_reference']} runs)"
+    return f"{'sooner' if test['rank_shift'] < 0 else 'later'} (p = {test['p_value']:.2g})"
