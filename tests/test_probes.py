@@ -272,6 +272,30 @@ def test_coupled_codes_transfer_worse():
     assert tx < 0.75 and ty < 0.75  # ... but a decoder from one half fails on the other
 
 
+def noisy_draws(code, noise, draws=2, seed=0):
+    """`draws` noise draws of a code [K, D]: independent Gaussian noise of `noise` times its spread."""
+    rng = np.random.default_rng(seed)
+    return np.stack([code + noise * code.std() * rng.normal(size=code.shape) for _ in range(draws)])
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0, 3.0])
+def test_additive_share_tells_a_factorized_code_from_coupled_ones_whatever_the_noise(noise):
+    assert P.additive_share(noisy_draws(factorized(), noise), CONDS) == pytest.approx(1.0, abs=0.03)
+    assert P.additive_share(noisy_draws(band_coupled(), noise), CONDS) < 0.85  # x's code depends on y's half
+    assert P.additive_share(noisy_draws(place_coupled(), noise), CONDS) < 0.7  # conjunctive place fields
+
+
+def test_additive_share_of_unrelated_activations_is_its_chance_level():
+    chance = P.additive_share_chance(CONDS)
+    assert chance == pytest.approx((15 + 15) / (K - 1))  # the sums f(x) + g(y) span 30 of 255 directions
+    rng = np.random.default_rng(1)
+    draws = noisy_draws(factorized(), 0.5)
+    shuffled = [P.additive_share(draws[:, rng.permutation(K)], CONDS) for _ in range(20)]
+    assert np.mean(shuffled) == pytest.approx(chance, abs=0.01)
+    assert math.isnan(P.additive_share(draws[:, :200], CONDS[:200]))  # not a full grid
+    assert math.isnan(P.additive_share_chance(CONDS[:200]))
+
+
 def test_metrics_are_deterministic_and_json_safe():
     a = ordered()
     assert P.probe_metrics(a, CONDS, FAST) == P.probe_metrics(a.copy(), CONDS, FAST)

@@ -54,6 +54,10 @@ the order metrics are averaged over the draws, the others describe the first dra
                         likewise across the halves of the x range. A factorized code (x coded the
                         same way whatever y is) transfers: close to decode_r2_x. A coupled code
                         (the x code depends on y) does not: much lower, often negative.
+  additive_share        the share of the condition-set variation (noise removed as in
+                        condition_share) that a sum f(x) + g(y) carries, on the probe grid: 1 for a
+                        factorized code, lower where the code of x changes with y;
+                        additive_share_chance is its expectation for unrelated activations (0.12)
   condition_share       the fraction of the activations' variation across conditions that the
                         condition sets: the agreement of two noise draws of each condition (1: the
                         condition alone sets the code; 0: the noise does); condition_share_null is
@@ -456,6 +460,65 @@ def _share(a: np.ndarray, total: np.ndarray) -> float:
     return (cross / (r * (r - 1))) / (own / r)
 
 
+def _grid_index(conds: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(column of each condition's x, row of its y) when the K conditions fill a full grid of
+    distinct x values by distinct y values once each (the probe grid does); else None."""
+    xs, ix = np.unique(conds[:, 0], return_inverse=True)
+    ys, iy = np.unique(conds[:, 1], return_inverse=True)
+    if len(xs) < 2 or len(ys) < 2 or len(xs) * len(ys) != len(conds) or len(set(zip(ix, iy))) != len(conds):
+        return None
+    return ix, iy
+
+
+def _main_effects(a: np.ndarray, ix: np.ndarray, iy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per x value and per y value, the mean of the activations [K, D] (centred over the conditions)
+    over the other coordinate: the main effects of a two-way layout, [nx, D] and [ny, D]."""
+    mx = np.zeros((ix.max() + 1, a.shape[1]))
+    my = np.zeros((iy.max() + 1, a.shape[1]))
+    np.add.at(mx, ix, a)
+    np.add.at(my, iy, a)
+    return mx / np.bincount(ix)[:, None], my / np.bincount(iy)[:, None]
+
+
+def additive_share(draws, conds) -> float:
+    """How much of the condition's code is a sum of a code of x and a code of y, a(x, y) = f(x) + g(y),
+    from R >= 2 noise draws [R, K, D] on a full grid of conditions: the share of the condition-set
+    variation (as `condition_share` measures it, inner products of different draws, so that the
+    noise adds nothing) that the two main effects of a two-way layout carry. 1 for a factorized
+    code; lower where the code of x changes with y (an interaction: a place code of (x, y), units
+    with Gaussian fields 5 px wide, gives about 0.6 on the 16 x 16 probe grid); unrelated
+    activations give `additive_share_chance`. A random network's smooth map of (x, y) is partly
+    additive too: read it against the same layer at initialization. NaN off a full grid or without
+    condition-set variation."""
+    a = _centred_draws(draws)
+    index = _grid_index(_as64(conds))
+    if a is None or index is None:
+        return math.nan
+    ix, iy = index
+    # On a full grid, mx[ix] + my[iy] is the orthogonal projection of a centred draw onto the sums
+    # f(x) + g(y), so <P a_r, a_s> = <P a_r, P a_s>: the noise of different draws cancels in both terms.
+    additive = np.stack([mx[ix] + my[iy] for mx, my in (_main_effects(d, ix, iy) for d in a)])
+    total = _cross_draws(a, a)
+    return _cross_draws(additive, a) / total if total > 0 else math.nan
+
+
+def _cross_draws(u: np.ndarray, a: np.ndarray) -> float:
+    """The sum over pairs of different draws r != s of <u_r, a_s>, for [R, K, D] arrays."""
+    return float(np.einsum("kd,kd->", u.sum(0), a.sum(0)) - np.einsum("rkd,rkd->", u, a))
+
+
+def additive_share_chance(conds) -> float:
+    """The expected `additive_share` of activations unrelated to (x, y) on a full grid of nx x ny
+    conditions: the sums f(x) + g(y) span nx + ny - 2 of the K - 1 directions of centred variation,
+    (nx + ny - 2) / (K - 1) (0.12 on the 16 x 16 probe grid); NaN off a full grid."""
+    conds = _as64(conds)
+    index = _grid_index(conds)
+    if index is None:
+        return math.nan
+    ix, iy = index
+    return (ix.max() + iy.max()) / (len(conds) - 1)
+
+
 def knn_overlap_chance(conds, k: int = 10) -> float:
     """The expected `knn_overlap` of activations unrelated to (x, y): each point's k activation-space
     neighbours are then k random others, and a fraction |true neighbourhood| / (K - 1) of them is
@@ -479,8 +542,8 @@ def trustworthiness_chance(n: int, k: int = 10) -> float:
 METRIC_KEYS = (
     "umap_r2_x", "umap_r2_y", "decode_r2_x", "decode_r2_y", "trustworthiness", "knn_overlap",
     "twonn_dim", "mle_dim", "participation_ratio", "xy_angle_deg", "xy_decoder_angle_deg",
-    "x_transfer_r2", "y_transfer_r2", "condition_share", "condition_share_null", "knn_overlap_chance",
-    "trustworthiness_chance",
+    "x_transfer_r2", "y_transfer_r2", "additive_share", "additive_share_chance", "condition_share",
+    "condition_share_null", "knn_overlap_chance", "trustworthiness_chance",
 )
 # The order of the code, averaged over the noise draws (the rule reads it); the other metrics describe
 # the first draw.
@@ -523,6 +586,8 @@ def _probe_metrics(draws: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, retur
     m["xy_angle_deg"] = coding_direction_angle(acts, conds, "encoding")
     m["xy_decoder_angle_deg"] = coding_direction_angle(acts, conds, "decoding", cfg.ridge_alpha)
     m["x_transfer_r2"], m["y_transfer_r2"] = decoder_transfer(acts, conds, cfg.ridge_alpha)
+    m["additive_share"] = additive_share(draws, conds)
+    m["additive_share_chance"] = additive_share_chance(conds)
     m["condition_share"] = condition_share(draws)
     m["condition_share_null"] = condition_share_null(draws)
     m["knn_overlap_chance"] = knn_overlap_chance(conds, cfg.knn)
