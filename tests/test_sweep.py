@@ -449,6 +449,9 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+RAY_DEADLINE_S = 900  # generous for a loaded machine: a lost retry must fail the test rather than hang it
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "preempted"])
 def test_ray_retries_a_lost_worker_and_the_run_resumes_to_an_uninterrupted_run(stop, tmp_path):
@@ -482,11 +485,18 @@ def test_ray_retries_a_lost_worker_and_the_run_resumes_to_an_uninterrupted_run(s
 
     stopper = threading.Thread(target=stop_our_worker_once_it_has_checkpointed, daemon=True)
     stopper.start()
-    try:
-        results = run_sweep(tmp_path / "sweep", cfg, {"training.lr": [0.001]}, [0], backend="ray", workers=1, quiet=True)
-    finally:
-        sweep_done.set()
-        stopper.join(timeout=10)
+    outcome = {}
+    sweep = threading.Thread(target=lambda: outcome.update(results=run_sweep(
+        tmp_path / "sweep", cfg, {"training.lr": [0.001]}, [0], backend="ray", workers=1, quiet=True)), daemon=True)
+    sweep.start()
+    sweep.join(timeout=RAY_DEADLINE_S)
+    sweep_done.set()
+    stopper.join(timeout=10)
+    if sweep.is_alive():
+        ray.shutdown()
+        pytest.fail(f"the Ray sweep did not finish in {RAY_DEADLINE_S} s (a retry that never came?)")
+    assert "results" in outcome, "the Ray sweep raised (its traceback is above)"
+    results = outcome["results"]
     assert stopped, "no Ray worker of this test was found running the run"
     assert [r["status"] for r in results] == ["finished"], results  # retried, resumed, finished
     assert not ray.is_initialized()

@@ -78,20 +78,25 @@ def rank_correlation(x, y, axis=-1):
         return (x * y).sum(axis=axis) / np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
 
 
-def bootstrap_over_runs(statistic: Callable[[np.ndarray], float], n: int, seed: int = 0) -> list[float] | None:
-    """The 95% percentile interval of statistic(indices of n runs drawn with replacement) over
-    BOOTSTRAP resamples, those where it is NaN (undefined) left out; None if it always is."""
-    rng = np.random.default_rng(seed)
-    draws = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(BOOTSTRAP)], dtype=float)
+def bootstrap_over_runs(statistic: Callable[[np.ndarray], np.ndarray], n: int, seed: int = 0) -> list[float] | None:
+    """The 95% percentile interval of a statistic of n runs over BOOTSTRAP resamples of the runs with
+    replacement: statistic(indices [BOOTSTRAP, n]) -> [BOOTSTRAP] values, NaN where a resample
+    leaves it undefined (those are left out); None if it always is."""
+    draws = np.asarray(statistic(np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP, n))), dtype=float)
     if not np.isfinite(draws).any():
         return None
     tail = ALPHA / 2 * 100
     return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
 
 
-def censored_spearman(settings: Sequence[float], times: Sequence) -> float:
-    """Spearman rho of a setting with times to an event (never reached: ranked last); NaN if undefined."""
-    return float(rank_correlation(rankdata(np.asarray(settings, dtype=float)), censored_ranks(times)))
+def censored_spearman(settings, times, picks=None):
+    """Spearman rho of a setting with times to an event (never reached: ranked last), NaN where
+    undefined; with picks ([B, n] indices), one rho per row of resampled runs."""
+    x = np.asarray(settings, dtype=float)
+    t = np.array([math.inf if v is None else float(v) for v in times])
+    if picks is None:
+        return float(rank_correlation(rankdata(x), rankdata(t)))
+    return rank_correlation(rankdata(x[picks], axis=1), rankdata(t[picks], axis=1))
 
 
 def trend_test(settings: Sequence[float], times: Sequence, seed: int = 0) -> dict:
@@ -114,9 +119,7 @@ def trend_test(settings: Sequence[float], times: Sequence, seed: int = 0) -> dic
         res = permutation_test((x, t), rank_correlation, permutation_type="pairings", vectorized=True,
                                n_resamples=BOOTSTRAP, alternative=side, random_state=seed)
         out[f"p_{side}"] = float(res.pvalue)
-    setting_values, time_values = np.asarray(settings, dtype=float), list(times)
-    out["interval"] = bootstrap_over_runs(
-        lambda i: censored_spearman(setting_values[i], [time_values[j] for j in i]), len(t), seed)
+    out["interval"] = bootstrap_over_runs(lambda picks: censored_spearman(settings, times, picks), len(t), seed)
     return out
 
 
@@ -133,9 +136,9 @@ def trend_verdict(test: dict, sign: int, event: str) -> dict:
     if test["rho"] is None:
         return verdict(NOT_MEASURABLE, f"every run reached {event} at the same rank: no trend to measure")
     p_for, p_against = (test["p_greater"], test["p_less"]) if sign > 0 else (test["p_less"], test["p_greater"])
-    low, high = test["interval"]
-    text = (f"Spearman rho {test['rho']:.2f} (95% interval [{low:.2f}, {high:.2f}]), one-sided permutation p = "
-            f"{p_for:.3g}, {test['n']} runs, {test['n_reached']} reached {event}")
+    interval = "" if test["interval"] is None else " (95% interval [{:.2f}, {:.2f}])".format(*test["interval"])
+    text = (f"Spearman rho {test['rho']:.2f}{interval}, one-sided permutation p = {p_for:.3g}, {test['n']} runs, "
+            f"{test['n_reached']} reached {event}")
     if p_for < ALPHA:
         return verdict(REPRODUCED, text)
     if p_against < ALPHA:
