@@ -283,6 +283,8 @@ CASES = [
     ("sample_steps_above_T", ["sample", "{run}", "--steps", "101"], "run", ["--steps", "1 <= steps <= 100"]),
     ("sample_steps_not_int", ["sample", "{run}", "--steps", "x"], "run", ["--steps", "int"]),
     ("sample_weights_unknown", ["sample", "{run}", "--weights", "best"], "run", ["--weights", "ema", "raw"]),
+    ("sample_eta_above_one", ["sample", "{run}", "--eta", "2"], "run", ["--eta", "[0, 1]"]),
+    ("sample_eta_nan", ["sample", "{run}", "--eta", "nan"], "run", ["--eta", "[0, 1]"]),
     ("sample_out_exists", ["sample", "{run}", "--out", "{ws}/out.png"], "existing_out", ["--out", "exists"]),
     ("sample_config_invalid_json", ["sample", "{run}"], "config_invalid_json", ["RUN_DIR", "config.json", "JSON"]),
     ("sample_config_list", ["sample", "{run}"], "config_list", ["RUN_DIR", "config.json", "object"]),

@@ -13,6 +13,7 @@ from diffrep.diffusion import NoiseSchedule
 from diffrep.rundir import RunDir
 from diffrep.evaluation.scoring import denoising_loss, evaluation_set, load_scores, nearest_index, score_model
 from diffrep.run import train
+from diffrep.training import load_model
 
 
 def test_evaluation_set_is_a_grid_of_training_conditions():
@@ -108,6 +109,26 @@ def test_score_command_writes_results_and_a_curve(scored_run, capsys):
     record = json.loads((scored_run.path / "scores" / "step_00000040_ddim3.json").read_text())
     assert record["tolerance"] == 1.0 and record["sampler"] == "ddim3"
     assert (scored_run.path / "scores" / "curve_ddim3.png").exists()
+
+
+def test_the_default_sample_draws_what_scoring_counts(scored_run, monkeypatch, capsys):
+    """`diffrep sample` at the evaluation conditions, with no sampler option, draws exactly the images
+    that scoring scored (the run's sampler, steps, eta, seed and weights), and names its file and
+    title after them; other settings are named in both."""
+    import diffrep.report.samples as samples
+
+    cfg = scored_run.config()
+    step = scored_run.checkpoint_steps()[-1]
+    _, _, scored = score_model(load_model(scored_run, step), cfg)
+    drawn = {}
+    monkeypatch.setattr(samples, "save_sample_grid", lambda images, conditions, path, title, *a: drawn.update(
+        images=images, path=path, title=title))
+    at = [f"{x:g},{y:g}" for x, y in evaluation_set(cfg).conditions]
+    assert main(["sample", str(scored_run.path), *[f"--at={p}" for p in at]]) == 0
+    assert torch.equal(drawn["images"], scored)
+    assert drawn["path"].name == f"step_{step:08d}_ddim5_seed0.png" and "DDIM 5 steps, eta 1" in drawn["title"]
+    assert main(["sample", str(scored_run.path), "--eta", "0", "--steps", "3", "--weights", "raw"]) == 0
+    assert drawn["path"].name == f"step_{step:08d}_ddim3eta0_raw_seed0.png" and "DDIM 3 steps, eta 0" in drawn["title"]
 
 
 @pytest.mark.parametrize(

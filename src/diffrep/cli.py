@@ -88,7 +88,13 @@ def cmd_sample(args) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and (out.exists() or not out.parent.is_dir()):
         raise ConfigError(f"--out: {out} exists or its folder does not; choose a new file in an existing folder")
-    path = write_samples(run, step, conditions, args.sampler, args.steps, args.seed, args.weights == "ema", out)
+    s = cfg.scoring  # what is not given is what scoring uses, so that the grid shows what the scores count
+    eta = s.eta if args.eta is None else args.eta
+    if not 0 <= eta <= 1:
+        raise ConfigError(f"--eta: must be in [0, 1] (got {eta:g})")
+    path = write_samples(run, step, conditions, args.sampler or s.sampler,
+                         s.sampler_steps if args.steps is None else args.steps, eta,
+                         s.seed if args.seed is None else args.seed, (args.weights or s.weights) == "ema", out)
     print(f"samples: {path}")
 
 
@@ -228,10 +234,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoint", default="latest", help="a checkpoint step, or latest (default)")
     p.add_argument("--at", action="append", metavar="X,Y", help="a condition in pixels (repeatable; default: 16 spread over the lattice)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="ddim (default) or ddpm (all T steps)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--weights", choices=["ema", "raw"], default="ema", help="EMA (default) or raw weights")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], help="ddim or ddpm (all T steps); default: the run's scoring sampler")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the run's scoring.sampler_steps)")
+    p.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default: the run's scoring.eta)")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the run's scoring.seed)")
+    p.add_argument("--weights", choices=["ema", "raw"], help="EMA or raw weights (default: the run's scoring.weights)")
     p.add_argument("--out", help="PNG path (default: RUN_DIR/samples/step_..._SAMPLER_seedS.png)")
     p.set_defaults(func=cmd_sample)
 

@@ -171,9 +171,10 @@ class RunDir:
     def phases_path(self, probe) -> Path:
         return self.probe_folder(probe) / "phases.json"
 
-    def sample_path(self, step: int, sampler: str, seed: int, weights: str = "ema") -> Path:
-        """samples/step_XXXXXXXX_SAMPLER_seedS[_raw].png: a grid drawn by `diffrep sample`."""
-        return self.path / "samples" / f"step_{step:08d}_{sampler}_seed{seed}{'' if weights == 'ema' else '_' + weights}.png"
+    def sample_path(self, step: int, tag: str, seed: int) -> Path:
+        """samples/step_XXXXXXXX_TAG_seedS.png: a grid drawn by `diffrep sample` (TAG as
+        `scoring.sampler_tag`: sampler, steps, eta if not 1, weights if not EMA)."""
+        return self.path / "samples" / f"step_{step:08d}_{tag}_seed{seed}.png"
 
     # -- creation and config --------------------------------------------------
 

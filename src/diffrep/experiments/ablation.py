@@ -32,9 +32,9 @@ def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
 
     Verdict: per variant, phase C at the first probed layer 'sooner' / 'later' than the baseline
     where the permutation test of their ranks resolves it (`stats.shift_test`, two-sided p < 0.05;
-    with 2 seeds against 2 it cannot), else 'not resolved'; 'factorized' when the mean over seeds of min(x_transfer_r2, y_transfer_r2) at the last
-    checkpoint is >= FACTORIZED_TRANSFER, else 'coupled'; and in how many runs the second probed
-    layer reaches phase C before the first.
+    with 2 seeds against 2 it cannot), else 'not resolved'; 'factorized' when the mean over seeds
+    of min(x_transfer_r2, y_transfer_r2) at the last checkpoint is >= FACTORIZED_TRANSFER, else
+    'coupled'; and in how many runs the second probed layer reaches phase C before the first.
     """
     label = lambda r: variant_label(r, ctx.base)  # noqa: E731
     layers = ctx.base.probe.layers

@@ -6,8 +6,8 @@ experiment's base config and parameters) and returns
 
     {"statistics": {name: statistic}, "verdict": str, "figures": [file names]}
 
-and, where the claim is stated as predictions (phases, density, sigma), "predictions": [{"name", "prediction",
-"verdict", "reason"}] with the verdicts of `stats`. A statistic is {"description", "per_setting":
+and, where the claim is stated as predictions (phases, density, sigma), "predictions": [{"name",
+"prediction", "verdict", "reason"}] with the verdicts of `stats`. A statistic is {"description", "per_setting":
 [entry, ...]} or {"description", "value", ...}; an entry is one setting of the sweep over its seeds
 (`seed_stats`):
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..data import BumpDataset, evenly_spaced
 from ..diffusion import NoiseSchedule, make_sampler, sample
+from ..evaluation.scoring import sampler_tag
 from ..plots import save_sample_grid
 from ..rundir import RunDir
 from ..training import load_model
@@ -18,14 +19,18 @@ def default_conditions(cfg, count: int = 16) -> np.ndarray:
     return evenly_spaced(BumpDataset(cfg.data).conditions, count)
 
 
-def write_samples(run: RunDir, step: int, conditions, sampler_name: str = "ddim", steps: int = 50, seed: int = 0,
+def write_samples(run: RunDir, step: int, conditions, sampler_name: str, steps: int, eta: float, seed: int,
                   ema: bool = True, out: Path | None = None) -> Path:
-    """Draw `conditions` from checkpoint `step` and write the grid to `out` (default `RunDir.sample_path`)."""
+    """Draw `conditions` from checkpoint `step` and write the grid to `out` (default
+    `RunDir.sample_path`, named like the scores: `scoring.sampler_tag`), its title naming the
+    sampler, its steps and eta, the weights and the seed."""
     cfg = run.config()
-    sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None)
+    sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None, eta)
     images = sample(load_model(run, step, ema=ema), sampler, conditions, cfg.data.image_size, seed=seed)
-    name = f"{sampler_name}{len(sampler.timesteps)}"
-    path = out or run.sample_path(step, name, seed, "ema" if ema else "raw")
-    title = f"{run.path.name}  step {step}  {name}  {'EMA' if ema else 'raw'} weights  seed {seed}"
+    tag = sampler_tag(cfg.with_overrides({"scoring.sampler": sampler_name, "scoring.sampler_steps": steps,
+                                          "scoring.eta": eta, "scoring.weights": "ema" if ema else "raw"}))
+    path = out or run.sample_path(step, tag, seed)
+    how = f"DDIM {steps} steps, eta {eta:g}" if sampler_name == "ddim" else f"DDPM {cfg.diffusion.timesteps} steps"
+    title = f"{run.path.name}  step {step}  {how}  {'EMA' if ema else 'raw'} weights  seed {seed}"
     save_sample_grid(images.cpu(), conditions, path, title, cfg.data.latent_size, cfg.data.image_size)
     return path
