@@ -16,6 +16,7 @@ mtime) just before the call and compared just after. A few cases also go through
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -514,3 +515,10 @@ def test_bad_input_subprocess(name, subprocesses):
     check_error_output(proc.returncode, out, err, SUBPROCESS_CASES[name][2])
     assert_unchanged(before, snapshot(ws))
     assert not (ws / "runs").exists()
+
+
+def test_version_names_diffrep_python_and_torch(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.fullmatch(r"diffrep \d+\.\d+\.\d+ \(Python 3\.\d+\.\d+, torch \d+\.\d+\.\d+\S*\)\n", capsys.readouterr().out)

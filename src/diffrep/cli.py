@@ -17,12 +17,15 @@ Bad input gets one line on stderr naming the setting and what is allowed, and ex
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import platform
 import signal
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .config import PRESETS, ConfigError, make_config
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
@@ -214,8 +217,15 @@ def cmd_demo(args) -> None:
 # -- parser ---------------------------------------------------------------------
 
 
+def version_line() -> str:
+    """diffrep's version, and those of Python and torch that a number depends on."""
+    return (f"diffrep {importlib.metadata.version('diffrep')} (Python {platform.python_version()}, "
+            f"torch {torch.__version__})")
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="diffrep", description="How diffusion models learn representations of (x, y).")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     presets = ", ".join(PRESETS)
     set_help = "override a setting, e.g. --set training.lr=3e-4 (repeatable; values are JSON)"
