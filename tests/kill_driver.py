@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 os.environ["OMP_NUM_THREADS"] = "1"  # as in conftest.py: one thread per process
 
@@ -29,15 +30,9 @@ import torch  # noqa: E402
 import torch._dynamo  # noqa: E402,F401  (imported by a first optimizer step anyway: paid once here, not per child)
 
 from diffrep.cli import main  # noqa: E402
-from diffrep.rundir import RunDir  # noqa: E402
+from diffrep.rundir import RunDir, temporary_path  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def is_atomic_write(src) -> bool:
-    """Whether an os.replace commits a file of rundir.atomic_write (its temporary `.NAME.tmpPID`)."""
-    name = os.path.basename(os.fspath(src))
-    return name.startswith(".") and name.endswith(f".tmp{os.getpid()}")
 
 
 def run_job(job: dict) -> None:
@@ -57,7 +52,7 @@ def run_job(job: dict) -> None:
 
     def replace(src, dst, **kwargs):
         nonlocal writes
-        if not is_atomic_write(src):  # another library's replace (numba's JIT cache on a first run)
+        if Path(src) != temporary_path(Path(dst)):  # not atomic_write's: numba's JIT cache on a first run
             return real_replace(src, dst, **kwargs)
         writes += 1
         if writes == job.get("kill_before_write"):

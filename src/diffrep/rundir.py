@@ -49,8 +49,13 @@ class CheckpointError(ConfigError):
     """A checkpoint that is missing, truncated or corrupted."""
 
 
+def temporary_path(path: Path) -> Path:
+    """Where `atomic_write` writes `path` before renaming it over the target: .NAME.tmpPID beside it."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -225,8 +230,8 @@ class RunDir:
         if not self.path.is_dir() or self.config_path.exists():
             return
         entries = list(self.path.iterdir())
-        partial = [p for p in entries if p.name.startswith(".config.json.tmp")
-                   or (p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()))]
+        partial = [p for p in entries if p.name.startswith(f".{self.CONFIG}.tmp")
+                   or (p == self.checkpoint_dir and p.is_dir() and not any(p.iterdir()))]
         if len(partial) == len(entries):
             for p in partial:
                 p.rmdir() if p.is_dir() else p.unlink()
