@@ -152,6 +152,11 @@ def _sweep_manifest(ws: Path, version: int = 1, text: str | None = None) -> None
     (ws / "sweep" / "sweep.json").write_text(text if text is not None else json.dumps(record))
 
 
+def _write(ws: Path, name: str, text: str) -> None:
+    """A file written by hand in the workspace (a config file for --config)."""
+    (ws / name).write_text(text)
+
+
 def _existing_out(ws: Path, trained: Path) -> None:
     _copy_run(ws, trained)
     (ws / "out.png").write_bytes(b"\x89PNG not really, but precious\n")
@@ -189,6 +194,18 @@ SETUPS = {
     "probes_json_damaged": lambda ws, tr: _replace(ws, tr, f"probes/step_{CORRUPT_STEP:08d}.json", b'{"step": 3,'),
     "sweep_version_99": lambda ws, tr: _sweep_manifest(ws, version=99),
     "sweep_manifest_damaged": lambda ws, tr: _sweep_manifest(ws, text="{not json"),
+    "config_device_cuda": lambda ws, tr: _edit_config(ws, tr, _with_json(lambda d: d["training"].update(device="cuda"))),
+    "provenance_damaged": lambda ws, tr: _replace(ws, tr, "provenance.json", b'{"sessions": 3}\n'),
+    # config files written by hand, for train --config
+    "toml_syntax_error": lambda ws, tr: _write(ws, "bad.toml", 'preset = "tiny"\n[training\nlr = 1e-3\n'),
+    "json_syntax_error": lambda ws, tr: _write(ws, "bad.json", '{\n "training": {\n  "lr": 1e-3,\n }\n}\n'),
+    "json_not_a_table": lambda ws, tr: _write(ws, "list.json", '[{"preset": "tiny"}]'),
+    "toml_unknown_key": lambda ws, tr: _write(ws, "typo.toml", 'preset = "tiny"\n[training]\nlrr = 1e-3\n'),
+    "toml_unknown_section": lambda ws, tr: _write(ws, "typo.toml", '[trainig]\nlr = 1e-3\n'),
+    "toml_wrong_type": lambda ws, tr: _write(ws, "type.toml", '[training]\nsteps = "ten"\n'),
+    "toml_bad_value": lambda ws, tr: _write(ws, "value.toml", 'preset = "tiny"\n[data]\nsigma = -1.0\n'),
+    "toml_unknown_preset": lambda ws, tr: _write(ws, "preset.toml", 'preset = "huge"\n'),
+    "json_version_99": lambda ws, tr: _write(ws, "version.json", '{"version": 99}'),
 }
 
 
@@ -369,9 +386,47 @@ CASES = [
     ("aggregate_out_is_a_folder", ["aggregate", "{run}", "--out", "{ws}"], "run", ["--out", "folder"]),
     ("aggregate_out_folder_missing", ["aggregate", "{run}", "--out", "{ws}/missing/t.csv"], "run",
      ["--out", "does not exist"]),
+    # train --config FILE: missing, unparseable (with the parser's line), unknown keys (with the nearest
+    # known one), wrong types and values, and options that do not go with it
+    ("config_file_missing", ["train", "--config", "{ws}/nope.toml"], None, ["--config", "nope.toml", "no such file"]),
+    ("config_folder_not_a_run", ["train", "--config", "{ws}/noconfig"], "dir_without_config",
+     ["--config", "noconfig", "config.json", "not a run directory"]),
+    ("config_toml_syntax", ["train", "--config", "{ws}/bad.toml"], "toml_syntax_error",
+     ["--config", "bad.toml", "not valid TOML", "line 2"]),
+    ("config_json_syntax", ["train", "--config", "{ws}/bad.json"], "json_syntax_error",
+     ["--config", "bad.json", "not valid JSON", "line 4"]),
+    ("config_file_not_a_table", ["train", "--config", "{ws}/list.json"], "json_not_a_table",
+     ["--config", "list.json", "object", "list"]),
+    ("config_file_unknown_key", ["train", "--config", "{ws}/typo.toml"], "toml_unknown_key",
+     ["--config", "typo.toml", "training.lrr: unknown setting", "did you mean training.lr?"]),
+    ("config_file_unknown_section", ["train", "--config", "{ws}/typo.toml"], "toml_unknown_section",
+     ["--config", "typo.toml", "trainig: unknown setting", "did you mean training?"]),
+    ("config_file_wrong_type", ["train", "--config", "{ws}/type.toml"], "toml_wrong_type",
+     ["--config", "type.toml", "training.steps", "integer"]),
+    ("config_file_bad_value", ["train", "--config", "{ws}/value.toml"], "toml_bad_value",
+     ["--config", "value.toml", "data.sigma", "> 0"]),
+    ("config_file_unknown_preset", ["train", "--config", "{ws}/preset.toml"], "toml_unknown_preset",
+     ["--config", "preset.toml", "huge", "tiny"]),
+    ("config_file_version_99", ["train", "--config", "{ws}/version.json"], "json_version_99",
+     ["--config", "version.json", "version", "99"]),
+    ("config_run_with_bad_value", ["train", "--config", "{run}"], "config_bad_value",
+     ["--config", "config.json", "data.sigma"]),
+    ("config_with_preset", ["train", "tiny", "--config", "{run}"], "run", ["--config", "PRESET"]),
+    ("config_then_set_misspelt", ["train", "--config", "{run}", "--set", "training.lrr=1e-3"], "run",
+     ["training.lrr", "did you mean training.lr?"]),
+    ("resume_with_config", ["train", "--resume", "{run}", "--config", "{run}"], "run", ["--resume", "--config"]),
+    # --set: a misspelt key gets the nearest known one
+    ("set_misspelt_key", ["train", "tiny", "--set", "training.lrr=1e-3"], None, ["training.lrr", "did you mean training.lr?"]),
+    ("set_misspelt_section", ["train", "tiny", "--set", "trainig.lr=1e-3"], None,
+     ["trainig.lr", "did you mean training.lr?"]),
+    # --device of the commands that load checkpoints; a damaged provenance.json
+    ("sample_device_tpu", ["sample", "{run}", "--device", "tpu"], "run", ["--device", "'tpu'", "auto", "cpu", "cuda"]),
+    ("score_device_tpu", ["score", "{run}", "--device", "tpu"], "run", ["--device", "'tpu'", "auto", "cpu", "cuda"]),
+    ("probe_device_tpu", ["probe", "{run}", "--device", "tpu"], "run", ["--device", "'tpu'", "auto", "cpu", "cuda"]),
+    ("resume_provenance_damaged", ["train", "--resume", "{run}"], "provenance_damaged", ["provenance.json", "sessions"]),
 ]
 
-# Each kind of bad input that issue 8 names, and some of the cases above that are of that kind.
+# Each kind of bad input that docs/guarantees.md names, and some of the cases above that are of that kind.
 CATEGORIES = {
     "wrong types": ["steps_not_a_number", "periodic_int", "sample_config_wrong_type", "sample_config_version_string"],
     "out-of-range values": ["sigma_negative", "keep_fraction_above_one", "score_eta_above_one", "probe_grid_huge"],
@@ -388,7 +443,9 @@ CATEGORIES = {
     "hand-edited config.json": ["sample_config_unknown_key", "resume_config_bad_value", "sample_config_null_section",
                                 "score_config_deeply_nested", "resume_config_huge_batch"],
     "other damaged run files": ["sample_checkpoint_truncated", "sample_checkpoint_is_a_pickle", "probe_npz_damaged",
-                                "resume_metrics_hand_edited", "sweep_resume_manifest_damaged"],
+                                "resume_metrics_hand_edited", "sweep_resume_manifest_damaged", "resume_provenance_damaged"],
+    "config files (train --config)": ["config_file_missing", "config_toml_syntax", "config_json_syntax",
+                                      "config_file_unknown_key", "config_file_wrong_type"],
 }
 
 # `training.device=cuda` where there is no CUDA: rejected before the run directory is created.
@@ -404,7 +461,17 @@ RUN_DIR_IS_A_FILE_CASE = pytest.param(
     id="run_dir_is_a_file",
 )
 
-TABLE = [pytest.param(*case, id=case[0]) for case in CASES] + [DEVICE_CUDA_CASE, RUN_DIR_IS_A_FILE_CASE]
+# --device cuda (or a run's training.device = cuda) for a command that loads checkpoints, where there is no CUDA
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here, so the device is valid")
+DEVICE_OPTION_CUDA_CASES = [
+    pytest.param(f"{command}_device_cuda_without_cuda", [command, "{run}", "--device", "cuda"], "run",
+                 ["--device", "cuda", "no CUDA device"], id=f"{command}_device_cuda_without_cuda", marks=NO_CUDA)
+    for command in ("sample", "score", "probe")
+] + [pytest.param("score_run_device_cuda_without_cuda", ["score", "{run}"], "config_device_cuda",
+                  ["--device", "training.device", "no CUDA device"], id="score_run_device_cuda_without_cuda", marks=NO_CUDA)]
+
+TABLE = ([pytest.param(*case, id=case[0]) for case in CASES] + [DEVICE_CUDA_CASE, RUN_DIR_IS_A_FILE_CASE]
+         + DEVICE_OPTION_CUDA_CASES)
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -515,6 +582,19 @@ def test_bad_input_subprocess(name, subprocesses):
     check_error_output(proc.returncode, out, err, SUBPROCESS_CASES[name][2])
     assert_unchanged(before, snapshot(ws))
     assert not (ws / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["sweep", "tiny", "--backend", "ray", "--sweep-dir", "{ws}/sw"],
+                                  ["sweep", "phases", "--scale", "tiny", "--backend", "ray", "--sweep-dir", "{ws}/sw"]],
+                         ids=["grid", "experiment"])
+def test_sweep_on_ray_without_ray_says_how_to_install_it(argv, workspace, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as where ray is not installed
+    before = snapshot(workspace)
+    capsys.readouterr()
+    rc = main(expand(argv, workspace))
+    out, err = capsys.readouterr()
+    check_error_output(rc, out, err, ["--backend", "ray is not installed", "pip install 'diffrep[ray]'"])
+    assert_unchanged(before, snapshot(workspace))
 
 
 def test_version_names_diffrep_python_and_torch(capsys):

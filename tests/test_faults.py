@@ -52,14 +52,18 @@ COMMANDS = {
     "report": ("analysed_run", lambda d: ["demo", "--run-dir", d, "--quiet"]),
     "sweep-report": ("finished_sweep", lambda d: ["sweep", "--resume", d, "--quiet"]),
     "aggregate": ("finished_sweep", lambda d: ["aggregate", d / "runs", "--out", d / "all.csv"]),
+    "compare-report": ("finished_sweep", lambda d: ["report", d / "runs", "--out", d / "compare.html"]),
 }
 TORN_METRICS_LINES = 2
 KILLS = ("kill_before_write", "kill_after_write")
 
 
 def files(root: Path) -> dict[str, object]:
-    """Every file under root by relative path, with its content (the lock file aside: it is never written)."""
-    return {str(p.relative_to(root)): content(p) for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"}
+    """Every file under root by relative path, with its content. Two files aside: the lock file (it is
+    never written) and a run's provenance.json (the times of its sessions differ from run to run, and a
+    resume adds one: tests/test_provenance.py checks it)."""
+    return {str(p.relative_to(root)): content(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in ("lock", RunDir.PROVENANCE)}
 
 
 def content(path: Path):
@@ -226,6 +230,8 @@ def assert_resumes_to(reference: RunDir, path: Path, capsys) -> None:
     ours, theirs = files(path), files(reference.path)
     ours.pop("metrics.jsonl"), theirs.pop("metrics.jsonl")  # compared above, without timing keys
     assert ours == theirs  # every checkpoint, score and probe file, byte for byte; nothing temporary
+    sessions = run.provenance()["sessions"]  # whole whatever the kill interrupted; none lost
+    assert sessions and all(session["started"] for session in sessions)
 
 
 @pytest.mark.slow

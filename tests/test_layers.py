@@ -17,7 +17,7 @@ ROOT = Path(diffrep.__file__).parent
 LAYERS = [
     ["config"],
     ["data", "model", "diffusion"],
-    ["percolation", "rundir"],
+    ["percolation", "rundir", "provenance"],
     ["training", "plots"],
     ["evaluation"],
     ["run"],

@@ -1,13 +1,15 @@
-"""report.html in a real browser: headless Chromium decodes every embedded image, with no errors.
+"""report.html in a real browser: headless Chromium decodes every embedded image with no errors, and
+the checkpoint explorer follows its slider and the arrow keys.
 
 Chromium comes from Debian's packages: `make test` installs it first (tests/install_chromium.sh, root
 and apt-get needed, about a minute). Where it is missing, the tests are skipped with one line saying
 how to install it; no test installs anything.
 
-The report has no scripts of its own. The test renders a copy with two small scripts added: one at the
-top of <head> that records console.error calls, uncaught errors and failed resource loads, and one that,
-on window load, decodes every <img> by drawing it on a canvas and reading its pixels back, and writes the
-outcome as JSON into <pre id="browser-check">, which `chromium --dump-dom` then prints.
+The tests render a copy of the report with small scripts added: one at the top of <head> that records
+console.error calls, uncaught errors and failed resource loads, and one that, after the page's own
+script has run, does the checking (decodes every <img> by drawing it on a canvas and reading its pixels
+back; or moves the explorer's slider and presses arrow keys, reading what the page then shows) and
+writes the outcome as JSON into <pre id="browser-check">, which `chromium --dump-dom` then prints.
 """
 
 from __future__ import annotations
@@ -137,13 +139,13 @@ def report(tmp_path_factory) -> Path:
     return report_path
 
 
-def _instrument(html: str) -> str:
+def _instrument(html: str, check: str = RESULT_SCRIPT) -> str:
     head, sep, rest = html.partition("<head>")
     assert sep, "report.html has no <head>"
     html = head + sep + CAPTURE_SCRIPT + rest
     before, sep, after = html.rpartition("</body>")
     assert sep, "report.html has no </body>"
-    return before + RESULT_SCRIPT + sep + after
+    return before + check + sep + after
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -164,12 +166,13 @@ def _expected(b64: str) -> dict:
     return {"width": width, "height": height, "painted": painted}
 
 
-def _check_in_browser(chromium: str, html: str, folder: Path) -> tuple[dict, list[str]]:
-    """Render an instrumented copy of `html`; returns the page's own result and the console lines that
-    Chromium logged (the report has no scripts and the added ones log nothing, so any is unexpected)."""
+def _check_in_browser(chromium: str, html: str, folder: Path, check: str = RESULT_SCRIPT) -> tuple[dict, list[str]]:
+    """Render a copy of `html` instrumented with the `check` script; returns the check's result and the
+    console lines that Chromium logged (neither the page nor the added scripts log anything, so any is
+    unexpected)."""
     folder.mkdir(parents=True, exist_ok=True)
     page = folder / "report.html"
-    page.write_text(_instrument(html), encoding="utf-8")
+    page.write_text(_instrument(html, check), encoding="utf-8")
     done = _run_chromium(chromium, [f"--user-data-dir={folder / 'profile'}", "--dump-dom",
                                     "--virtual-time-budget=10000", page.as_uri()])
     assert done.returncode == 0, f"chromium exited {done.returncode}; stderr tail:\n{done.stderr[-3000:]}"
@@ -205,7 +208,8 @@ def _problems(chromium: str, html: str, folder: Path) -> tuple[int, list[str]]:
 def test_report_renders_every_image_in_chromium(chromium, report, tmp_path):
     html = report.read_text(encoding="utf-8")
     n_embedded = len(DATA_PNG_RE.findall(html))
-    assert html.count("data:image/png") == n_embedded >= 3
+    n_explorer = len(re.findall(r'"samples":"data:image/png;base64,', html))  # drawn by the explorer (test below)
+    assert html.count("data:image/png") == n_embedded + n_explorer and n_embedded >= 3 and n_explorer >= 3
 
     n_images, problems = _problems(chromium, html, tmp_path / "dom")
     assert problems == [], "report.html in Chromium:\n" + "\n".join(problems)
@@ -234,3 +238,72 @@ def test_browser_check_catches_broken_images(chromium, report, tmp_path):
     for name, page in [("truncated", truncated), ("damaged", damaged)]:
         _, problems = _problems(chromium, page, tmp_path / name)
         assert problems, f"the {name} image passed the browser check"
+
+
+EXPLORER_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  // What the explorer shows now: its checkpoint, the checkpoint whose samples are drawn, the label,
+  // the cursor's x on the curves, and a digest of the samples and PCA canvases' pixels.
+  function digest(id) {
+    var c = document.getElementById(id), copy = document.createElement("canvas"), h = 0;
+    copy.width = c.width;
+    copy.height = c.height;
+    var ctx = copy.getContext("2d", {willReadFrequently: true});  // a copy read once: no readback warning
+    ctx.drawImage(c, 0, 0);
+    var px = ctx.getImageData(0, 0, c.width, c.height).data;
+    for (var i = 0; i < px.length; i++) h = (h * 31 + px[i]) % 1000000007;
+    return h;
+  }
+  function state() {
+    var root = document.getElementById("explorer"), cursors = document.querySelectorAll(".explorer-cursor");
+    return {step: root.dataset.step, samplesStep: root.dataset.samplesStep,
+            label: document.getElementById("explorer-label").textContent,
+            slider: document.getElementById("explorer-slider").value,
+            cursorX: Array.prototype.map.call(cursors, function (c) { return Number(c.getAttribute("x1")); }),
+            cursorStep: Array.prototype.map.call(cursors, function (c) { return c.getAttribute("data-step"); }),
+            samples: digest("explorer-samples"), pca: digest("explorer-pca-x")};
+  }
+  var slider = document.getElementById("explorer-slider"), states = [];
+  var actions = [
+    function () {},
+    function () { slider.value = "0"; slider.dispatchEvent(new Event("input", {bubbles: true})); },
+    function () { document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowRight", bubbles: true})); },
+    function () { document.body.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowLeft", bubbles: true})); }
+  ];
+  function next(k) {  // each action, then time for the samples' image to decode and be drawn
+    if (k === actions.length) {
+      var pre = document.createElement("pre");
+      pre.id = "browser-check";
+      pre.textContent = JSON.stringify({states: states, steps: JSON.parse(
+        document.getElementById("explorer-data").textContent).checkpoints.map(function (c) { return c.step; }),
+        errors: window.__errors});
+      document.body.appendChild(pre);
+      return;
+    }
+    actions[k]();
+    setTimeout(function () { states.push(state()); next(k + 1); }, 500);
+  }
+  next(0);
+});
+</script>"""
+
+
+def test_the_explorer_follows_the_slider_and_the_arrow_keys(chromium, report, tmp_path):
+    """Chromium opens the report, the check moves the slider to the first checkpoint and presses the right
+    and left arrow keys: each time the shown checkpoint, its samples, the label and the cursor on every
+    curve follow, and the pictures change with the checkpoint."""
+    result, console = _check_in_browser(chromium, report.read_text(encoding="utf-8"), tmp_path, EXPLORER_SCRIPT)
+    assert result["errors"] == [] and console == [], (result["errors"], console)
+    steps = result["steps"]
+    run = RunDir(report.parent)
+    assert steps == run.checkpoint_steps() and len(steps) >= 3  # every checkpoint of the run, in order
+    last, first, second, back = result["states"]
+    for state, index in [(last, len(steps) - 1), (first, 0), (second, 1), (back, 0)]:
+        step = str(steps[index])
+        assert state["step"] == state["samplesStep"] == step, state
+        assert state["slider"] == str(index)
+        assert state["label"].startswith(f"step {step},"), state["label"]
+        assert set(state["cursorStep"]) == {step} and len(state["cursorX"]) == 4, state
+    assert first["cursorX"][0] < second["cursorX"][0] < last["cursorX"][0]
+    assert back == first  # going back draws exactly what was drawn there before
+    assert first["samples"] != last["samples"] and first["pca"] != last["pca"]

@@ -12,9 +12,11 @@ from __future__ import annotations
 import ast
 import builtins
 import io
+import json
 import shutil
 import sys
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -233,7 +235,9 @@ def test_no_command_unpickles_a_pickle_planted_in_any_run_file(planted, scored_s
 
 INJECTED = ["<script>alert('preset')</script>", "<img src=x onerror=alert(1)>", '<b onmouseover="alert(2)">']
 ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "b", "i", "ul", "li", "img", "table",
-                "tr", "th", "td", "pre", "code", "div", "span", "details", "summary", "a"}
+                "tr", "th", "td", "pre", "code", "div", "span", "details", "summary", "a",
+                "section", "input", "canvas", "script"}  # the checkpoint explorer's
+EXPLORER_JS = resources.files("diffrep.report").joinpath("explorer.js").read_text()
 
 
 class Page(HTMLParser):
@@ -241,14 +245,27 @@ class Page(HTMLParser):
         super().__init__()  # convert_charrefs: the text comes back unescaped, as a browser shows it
         self.tags: list[tuple[str, dict]] = []
         self.text: list[str] = []
+        self.scripts: list[tuple[dict, str]] = []  # (attributes, the script's text)
+        self._script: dict | None = None  # the attributes of the <script> being read
         self.feed(text)
         self.close()
 
     def handle_starttag(self, tag, attrs):
         self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._script = dict(attrs)
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            if not self.scripts or self.scripts[-1][0] is not self._script:
+                self.scripts.append((self._script, ""))  # an empty script
+            self._script = None
 
     def handle_data(self, data):
-        self.text.append(data)
+        if self._script is not None:  # the parser hands a script's text over whole, up to </script>
+            self.scripts.append((self._script, data))
+        else:
+            self.text.append(data)
 
 
 def assert_escaped(report: Path, strings: list[str]) -> None:
@@ -262,6 +279,23 @@ def assert_escaped(report: Path, strings: list[str]) -> None:
     text = "".join(page.text)
     for s in strings:
         assert s in text, f"{s!r} is not shown as text"  # it is in the page, escaped
+    # The only scripts: the explorer's own code, and its data as JSON, which holds the strings as data
+    # and cannot end its element early (a "</script" in it would have split it and failed the parse).
+    if page.scripts:
+        (data_attrs, data), (code_attrs, code) = page.scripts
+        assert data_attrs == {"type": "application/json", "id": "explorer-data"} and code_attrs == {}
+        assert code == EXPLORER_JS
+        assert "<" not in data and ">" not in data and "&" not in data
+        held = _strings(json.loads(data))
+        assert any(s in value for s in strings for value in held)  # e.g. the run's name, as data
+
+
+def _strings(value) -> list[str]:
+    """Every string in a parsed JSON value."""
+    if isinstance(value, str):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [s for item in items for s in _strings(item)]
 
 
 def test_the_run_report_escapes_config_strings_and_the_run_name(tmp_path, capsys):

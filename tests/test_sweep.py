@@ -325,7 +325,7 @@ def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp
 
 
 def test_ray_backend_runs_the_grid(tmp_path):
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9')")
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'diffrep[ray]')")
     assert not ray.is_initialized()
     results = run_sweep(tmp_path / "sweep", base(), GRID, [0], backend="ray", workers=2, quiet=True)
     assert [r["status"] for r in results] == ["finished", "finished"], results
@@ -436,6 +436,27 @@ def test_sweep_and_aggregate_commands_end_to_end(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "--grid" in err
     assert not (tmp_path / "bad").exists()
 
+    # `diffrep report`: a sweep's page, one run's page with its explorer, several runs overlaid
+    (sweep_dir / "report.html").unlink()
+    assert main(["report", str(sweep_dir)]) == 0
+    assert "training.lr=0.001: steps to 90% accuracy" in capsys.readouterr().out
+    assert (sweep_dir / "report.html").exists()
+    run_dirs = sorted(p.parent for p in sweep_dir.glob("runs/*/config.json"))
+    assert main(["report", str(run_dirs[0])]) == 0
+    assert 'id="explorer-data"' in (run_dirs[0] / "report.html").read_text()
+    capsys.readouterr()
+    assert main(["report", *map(str, run_dirs)]) == 0
+    out = capsys.readouterr().out
+    page = (sweep_dir / "runs" / "report.html").read_text()  # the folder that holds both runs
+    for run in run_dirs:
+        assert f"{run.name} (training.lr=" in page and f"{run.name} (training.lr=" in out
+    for bad, needle in [([str(run_dirs[0]), "--out", str(tmp_path / "x.html")], "--out"),
+                        ([str(tmp_path / "nowhere")], "nowhere"),
+                        ([*map(str, run_dirs), "--out", str(tmp_path / "x.txt")], "--out")]:
+        assert main(["report", *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
 
 def _descends_from(pid: int, ancestor: int) -> bool:
     """Whether process `pid` is a descendant of `ancestor` (from /proc)."""
@@ -461,7 +482,7 @@ def test_ray_retries_a_lost_worker_and_the_run_resumes_to_an_uninterrupted_run(s
     import threading
     import time
 
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray>=2.9')")
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'diffrep[ray]')")
     cfg = base().with_overrides({"training.steps": 300, "training.checkpoint_every": 25})
     run_dir = tmp_path / "sweep" / "runs"
     stopped, early = [], {}

@@ -263,3 +263,19 @@ def test_adaptive_length_stops_a_given_number_of_checkpoints_after_phase_c(tmp_p
 def test_adaptive_length_needs_probes():
     with pytest.raises(ConfigError, match="training.stop_after_phase_c: needs probe.during_training"):
         make_config("tiny", {"training.stop_after_phase_c": 1, "probe.during_training": False})
+
+
+def test_the_progress_bar_says_what_evaluation_is_doing_and_quiet_prints_nothing(tmp_path, capsys):
+    from diffrep.cli import main
+    from diffrep.evaluation.scoring import evaluation_set
+
+    argv = ["train", "tiny", "--set", "training.steps=1"]  # checkpoints 0 and 1; the last also scored with DDPM
+    assert main([*argv, "--run-dir", str(tmp_path / "shown")]) == 0
+    err = capsys.readouterr().err
+    samples = len(evaluation_set(make_config("tiny")).conditions)
+    for step, what in [(0, f"scoring {samples} samples (ddim5)"), (0, "probing layer4"),
+                       (1, f"scoring {samples} samples (ddim5)"), (1, "probing layer4"),
+                       (1, f"scoring {samples} samples (ddpm100)")]:
+        assert f"step {step}: {what}" in err, (step, what)
+    assert main([*argv, "--run-dir", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

@@ -1,6 +1,7 @@
 """The `diffrep` command line.
 
     diffrep train [PRESET] [--set key=value ...] [--run-dir DIR]    a new run
+    diffrep train --config FILE [--set key=value ...]               a new run from a config file or run
     diffrep train --resume RUN_DIR                                  continue a run exactly
     diffrep sample RUN_DIR [--checkpoint STEP] [--at X,Y ...]       a PNG grid of samples
     diffrep score RUN_DIR [--checkpoints all|STEP,...]              generation accuracy and failure modes
@@ -10,6 +11,7 @@
     diffrep sweep [PRESET] --grid KEY=V1,V2 --seeds 0,1 --sweep-dir D [--backend local|ray]
     diffrep sweep EXPERIMENT [--scale laptop|full|tiny]                 a paper experiment and its finding
     diffrep aggregate DIR... [--out table.csv]                      one row per run and checkpoint
+    diffrep report RUN_DIR | SWEEP_DIR | DIR... [--out FILE]        rewrite a report.html (several: overlaid)
 
 Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import platform
 import signal
 import sys
@@ -27,17 +30,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PRESETS, ConfigError, make_config
+from .config import DEVICES, PRESETS, ConfigError, load_config, make_config
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
 from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
-from .report import summary_lines, write_pictures, write_report, write_score_curve, write_sweep_report
+from .report import (summary_lines, write_comparison_report, write_pictures, write_report, write_score_curve,
+                     write_sweep_report)
 from .report.samples import default_conditions, write_samples
 from .run import new_run, train
-from .rundir import RunDir, next_run_dir
+from .rundir import RunDir, next_run_dir, read_json
 from .sweep.grid import parse_grid, parse_seeds
-from .sweep.runner import load_sweep, run_sweep
+from .sweep.runner import import_ray, load_sweep, run_sweep
 from .sweep.tables import aggregate, write_table
-from .training import Terminated, TrainingDiverged, TrainingInterrupted, raise_terminated
+from .training import Terminated, TrainingDiverged, TrainingInterrupted, raise_terminated, resolve_device
 
 DEMO_RUN_DIR = "runs/demo"
 
@@ -64,15 +68,16 @@ def parse_point(text: str) -> tuple[float, float]:
 
 def cmd_train(args) -> None:
     if args.resume:
-        if args.overrides or args.preset or args.run_dir:
-            raise ConfigError("--resume: takes no PRESET, --set or --run-dir; the run's config.json is its config")
+        if args.overrides or args.preset or args.run_dir or args.config:
+            raise ConfigError("--resume: takes no PRESET, --config, --set or --run-dir; the run's config.json is its config")
         run = RunDir.open(args.resume)
         cfg = run.config()
         train(cfg, run, resume=True, quiet=args.quiet)
     else:
-        preset = args.preset or "default"
-        cfg = make_config(preset, args.overrides)
-        run = new_run(args.run_dir or next_run_dir(Path("runs"), preset), cfg)
+        if args.config and args.preset:
+            raise ConfigError("--config: takes no PRESET; the file names its preset (key preset; default: default)")
+        cfg = load_config(args.config, args.overrides) if args.config else make_config(args.preset or "default", args.overrides)
+        run = new_run(args.run_dir or next_run_dir(Path("runs"), cfg.preset), cfg)
         train(cfg, run, quiet=args.quiet)
     print(f"run: {run.path} (step {run.checkpoint_steps()[-1]})")
 
@@ -91,14 +96,21 @@ def cmd_sample(args) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and (out.exists() or not out.parent.is_dir()):
         raise ConfigError(f"--out: {out} exists or its folder does not; choose a new file in an existing folder")
+    device = checkpoint_device(args, cfg)
     s = cfg.scoring  # what is not given is what scoring uses, so that the grid shows what the scores count
     eta = s.eta if args.eta is None else args.eta
     if not 0 <= eta <= 1:
         raise ConfigError(f"--eta: must be in [0, 1] (got {eta:g})")
     path = write_samples(run, step, conditions, args.sampler or s.sampler,
                          s.sampler_steps if args.steps is None else args.steps, eta,
-                         s.seed if args.seed is None else args.seed, (args.weights or s.weights) == "ema", out)
+                         s.seed if args.seed is None else args.seed, (args.weights or s.weights) == "ema", out, device)
     print(f"samples: {path}")
+
+
+def checkpoint_device(args, cfg):
+    """--device, else the run's training.device: where a command loads and runs checkpoints."""
+    return resolve_device(args.device or cfg.training.device,
+                          "--device" if args.device else "--device (default: the run's training.device)")
 
 
 def cmd_score(args) -> None:
@@ -107,9 +119,10 @@ def cmd_score(args) -> None:
                  "scoring.tolerance": args.tolerance, "scoring.weights": args.weights, "scoring.seed": args.seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = run.resolve_steps(args.checkpoints)
+    device = checkpoint_device(args, cfg)
     with run.lock():  # training writes scores/ too
         print(f"{'step':>8} {'group':>10} {'accuracy':>8} {'several':>8} {'wrong':>8} {'none':>8} {'median err':>10}")
-        for step, summary in score_checkpoints(run, cfg, steps):
+        for step, summary in score_checkpoints(run, cfg, steps, device):
             for group, v in summary["groups"].items():
                 err = v["median_position_error"]
                 print(f"{step:>8} {group:>10} {v['accuracy']:>8.3f} {v['frac_several']:>8.3f} {v['frac_wrong']:>8.3f} "
@@ -124,8 +137,9 @@ def cmd_probe(args) -> None:
                  "probe.noise_seed": args.noise_seed}
     cfg = run.config().with_overrides({k: v for k, v in overrides.items() if v is not None})
     steps = run.resolve_steps(args.checkpoints)
+    device = checkpoint_device(args, cfg)
     with run.lock():  # training writes probes/ too, and write_probe adds to the files it finds
-        for step in probe_checkpoints(run, cfg, steps):
+        for step in probe_checkpoints(run, cfg, steps, device):
             print(f"probed step {step}", file=sys.stderr, flush=True)
         analysis = analyze_run(run, cfg)
         write_pictures(run, cfg, analysis)
@@ -142,6 +156,8 @@ def cmd_probe(args) -> None:
 def cmd_sweep(args) -> None:
     backend = dict(backend=args.backend, workers=args.workers, address=args.address, cpus_per_run=args.cpus_per_run,
                    gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+    if args.backend == "ray":
+        import_ray()  # an optional extra: its absence is one line, before anything is written
     if args.preset and args.preset not in PRESETS and args.preset not in EXPERIMENTS:
         raise ConfigError(f"PRESET: unknown {args.preset!r}; allowed: config presets {', '.join(PRESETS)} "
                           f"or experiments {', '.join(EXPERIMENTS)}")
@@ -192,6 +208,35 @@ def cmd_aggregate(args) -> None:
     print(f"table: {write_table(rows, Path(args.out))} ({len(rows)} rows: one per run and checkpoint)")
 
 
+def cmd_report(args) -> None:
+    """The report of one run (RUN_DIR/report.html), of a sweep (SWEEP_DIR/report.html, with its
+    experiment's finding) or of several runs overlaid (--out, default report.html in the folder that
+    holds them all), written again from the files on disk."""
+    dirs = [Path(d) for d in args.dirs]
+    one = dirs[0] if len(dirs) == 1 else None
+    if one is not None and RunDir.holds_run(one):
+        if args.out:
+            raise ConfigError("--out: only for several runs; a run's report is RUN_DIR/report.html")
+        run = RunDir.open(one)
+        with run.lock():  # training writes the files the report reads, and analyze_run writes phases.json
+            report, lines = write_report(run)
+    elif one is not None and (one / "sweep.json").is_file():
+        if args.out:
+            raise ConfigError("--out: only for several runs; a sweep's report is SWEEP_DIR/report.html")
+        findings = one / "findings.json"
+        report, lines = write_sweep_report(one, aggregate([str(one)]),
+                                           findings=read_json(findings) if findings.is_file() else None)
+    else:
+        rows = aggregate(args.dirs)
+        runs = sorted({Path(r["run"]).resolve() for r in rows})
+        out = Path(args.out) if args.out else Path(os.path.commonpath([r.parent for r in runs])) / "report.html"
+        if out.suffix != ".html" or not out.parent.is_dir():
+            raise ConfigError(f"--out: must be an .html file in an existing folder (got {out})")
+        report, lines = write_comparison_report(rows, out)
+    print("\n".join(lines))
+    print(f"report: {report}")
+
+
 def cmd_config(args) -> None:
     print(make_config(args.preset or "default", args.overrides).to_json())
 
@@ -205,7 +250,8 @@ def cmd_demo(args) -> None:
         run = RunDir.open(run_dir)
         train(run.config(), run, resume=True, quiet=args.quiet)
     else:
-        cfg = make_config("default", args.overrides)
+        # UMAP at every checkpoint (about 15 s in all), so that the report's explorer shows it throughout
+        cfg = make_config("default", ["probe.umap=true", *args.overrides])
         run = new_run(run_dir, cfg)
         train(cfg, run, quiet=args.quiet)
     with run.lock():
@@ -229,11 +275,15 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     presets = ", ".join(PRESETS)
     set_help = "override a setting, e.g. --set training.lr=3e-4 (repeatable; values are JSON)"
+    device_help = "where the checkpoints are loaded and run: auto (cuda if there is one), cpu or cuda (default: the run's training.device)"
 
     p = sub.add_parser("train", help="train a conditional DDPM into a run directory",
                        description=f"Train a run. Presets: {presets}.")
     p.add_argument("preset", nargs="?", help=f"one of {presets} (default: default)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    p.add_argument("--config", metavar="FILE", help="start from a file instead of a PRESET: a run directory or its "
+                   "config.json, or a TOML (.toml) or JSON file of the settings that differ from the preset it names "
+                   "(key preset; default: default); --set applies on top")
     p.add_argument("--run-dir", help="where to write the run (default: runs/NNNNN-PRESET)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest good checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -250,6 +300,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seed", type=int, help="sampling seed (default: the run's scoring.seed)")
     p.add_argument("--weights", choices=["ema", "raw"], help="EMA or raw weights (default: the run's scoring.weights)")
     p.add_argument("--out", help="PNG path (default: RUN_DIR/samples/step_..._SAMPLER_seedS.png)")
+    p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("score", help="score generation at checkpoints: accuracy and failure modes",
@@ -263,6 +314,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--tolerance", type=float, help="pixels on each axis for 'accurate' (default 0.5)")
     p.add_argument("--weights", choices=["ema", "raw"], help="EMA (default) or raw weights")
     p.add_argument("--seed", type=int, help="sampling seed")
+    p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("probe", help="probe representations at checkpoints and label phases A, B, C",
@@ -279,6 +331,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--grid", type=int, help="probe grid per axis (default: probe.grid)")
     p.add_argument("--draws", type=int, help="noise draws per condition (default: probe.draws)")
     p.add_argument("--noise-seed", type=int, help="seed of the probe's noise (default: probe.noise_seed)")
+    p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("sweep", help="train a grid of settings x seeds, or an experiment, locally or on a Ray cluster",
@@ -312,6 +365,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", default="table.csv", help="CSV path (default table.csv)")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report", help="write the report of a run, a sweep, or several runs overlaid",
+                       description="One RUN_DIR: RUN_DIR/report.html with its checkpoint explorer. One SWEEP_DIR: "
+                                   "SWEEP_DIR/report.html with its experiment's finding. Several directories (or one "
+                                   "holding runs): their curves overlaid in --out. Rewritten when run again.")
+    p.add_argument("dirs", nargs="+", metavar="DIR")
+    p.add_argument("--out", help="several runs: the page to write (default report.html in the folder holding them all)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
                        description=f"Print a resolved config as JSON. Presets: {presets}.")

@@ -1,8 +1,9 @@
 """The experiment as one typed, serializable config tree.
 
 A run is fully described by a `Config`: dataset, model, diffusion and training settings.
-It is built from a named preset plus `key=value` overrides, validated up front, and dumped
-as `config.json` into the run directory, from which every tool rebuilds it.
+It is built from a named preset plus `key=value` overrides (`make_config`), or from a file and
+overrides (`load_config`), validated up front, and dumped as `config.json` into the run
+directory, from which every tool rebuilds it.
 
 Every invalid setting raises `ConfigError` with one line naming the setting and the
 allowed values; the CLI turns that into exit code 2.
@@ -11,11 +12,15 @@ allowed values; the CLI turns that into exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
+import os
+import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CONFIG_VERSION = 2
 LR_DECAYS = ("constant", "cosine")
@@ -23,6 +28,8 @@ LOSS_WEIGHTINGS = ("uniform", "min_snr")
 PROBE_INPUTS = ("independent", "clean", "shared")
 DATA_KINDS = ("bumps", "sos", "stripes", "bumps+stripes", "digits")
 DIGIT_GLYPHS = 1797  # glyphs in scikit-learn's bundled digits (sklearn.datasets.load_digits)
+DEVICES = ("auto", "cpu", "cuda")  # training.device, and --device of the commands that load a checkpoint
+CONFIG_FILE = "config.json"  # the config of a run directory (rundir.RunDir.CONFIG)
 
 
 class ConfigError(ValueError):
@@ -183,9 +190,9 @@ class ProbeConfig:
     grid: int = 16  # grid x grid conditions (cell centres) over the lattice's range: K = 256 by default
     draws: int = 2  # independent noise draws per condition; >= 2 measures condition_share
     noise_seed: int = 0  # seed of every noise draw of the probe set
-    # compute the paper's UMAP R^2 (0.3 s per layer, plus 7 s of JIT once per process); during training
-    # only at the checkpoints whose activations are kept (keep_every). Off by default: the report draws
-    # its UMAP panels from the kept activations, and the rule does not read it.
+    # compute the paper's UMAP R^2 and embedding at every probed checkpoint (0.3 s per layer, plus 7 s of
+    # JIT once per process). Off by default: the report embeds the kept activations itself, and the
+    # rule does not read it.
     umap: bool = False
     umap_neighbors: int = 15  # UMAP n_neighbors (umap-learn's default)
     umap_min_dist: float = 0.1  # UMAP min_dist (umap-learn's default)
@@ -324,8 +331,59 @@ def make_config(preset: str = "default", overrides: typing.Iterable[str] | dict 
     """A validated config: `preset`, then overrides ("key=value" strings or a dict)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset: unknown preset {preset!r}; allowed: {', '.join(PRESETS)}")
-    items = dict(overrides) if isinstance(overrides, dict) else dict(map(parse_override, overrides))
-    return Config(preset=preset).with_overrides({**PRESETS[preset], **items})
+    return Config(preset=preset).with_overrides({**PRESETS[preset], **_override_items(overrides)})
+
+
+def load_config(path: str | os.PathLike, overrides: typing.Iterable[str] | dict = ()) -> Config:
+    """A validated config from a file, then overrides (as in `make_config`).
+
+    The file is a run directory's config.json (or the directory itself), or one written by hand:
+    TOML when its name ends in .toml, JSON otherwise. It may be partial: its keys replace those of
+    the preset it names (key `preset`, default "default") one by one, so that a run's whole
+    config.json gives exactly that run's config and `[training]` / `lr = 1e-3` changes one
+    setting. The file must be a valid config by itself; the overrides are applied after it. Each
+    error is one line naming the file: missing, unparseable (with the parser's line and column),
+    an unknown key (with the nearest known one), a wrong type or value.
+    """
+    path = Path(path)
+    source = path / CONFIG_FILE if path.is_dir() else path
+    try:
+        text = source.read_text()
+    except FileNotFoundError:
+        what = f"{path} is a folder without a {CONFIG_FILE} (not a run directory)" if path.is_dir() else f"{path}: no such file"
+        raise ConfigError(f"--config: {what}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config: {source} is unreadable ({e})") from None
+    try:
+        data = tomllib.loads(text) if source.suffix == ".toml" else json.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config: {source} is not valid TOML: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--config: {source} is not valid JSON: {e.msg} (at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise ConfigError(f"--config: {source} is nested too deeply to read") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {source} must hold a table of settings (a JSON object), got {type(data).__name__}")
+    try:
+        if data.get("version") == 1:
+            data = _from_version_1(data)
+        preset = data.get("preset", "default")
+        if not isinstance(preset, str):
+            raise ConfigError(f"preset: expected a string, got {preset!r}")
+        cfg = Config.from_dict(_merge(make_config(preset).to_dict(), data))
+    except ConfigError as e:
+        raise ConfigError(f"--config: {source}: {e}") from None
+    return cfg.with_overrides(_override_items(overrides))
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    """`base` with the keys of `changes`; a section (a dict in both) takes the changed keys one by one."""
+    return {**base, **{key: _merge(base[key], value) if isinstance(base.get(key), dict) and isinstance(value, dict)
+                       else value for key, value in changes.items()}}
+
+
+def _override_items(overrides: typing.Iterable[str] | dict) -> dict:
+    return dict(overrides) if isinstance(overrides, dict) else dict(map(parse_override, overrides))
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -344,13 +402,34 @@ def _set(d: dict, key: str, value: object) -> None:
     node, parts = d, key.split(".")
     for i, part in enumerate(parts):
         if not isinstance(node, dict) or part not in node:
-            where = ".".join(parts[:i]) or "config"
-            allowed = ", ".join(node) if isinstance(node, dict) else "none"
-            raise ConfigError(f"{key}: unknown setting; keys of {where}: {allowed}")
+            raise _unknown_setting(key, d)
         if i == len(parts) - 1:
             node[part] = value
         else:
             node = node[part]
+
+
+def _nearest(name: str, known) -> str | None:
+    """The known name nearest `name` (difflib's closest match with a similarity of at least 0.7, which
+    typos such as lrr or trainig reach), or None when none is that near."""
+    return next(iter(difflib.get_close_matches(name, list(known), n=1, cutoff=0.7)), None)
+
+
+def _unknown_setting(key: str, tree: dict) -> ConfigError:
+    """The error for a dotted `key` that the config dict `tree` lacks. It names the nearest known key,
+    found part by part ("trainig.lrr": "did you mean training.lr?"); with nothing near a part, the keys
+    of the section where the match stopped; for a key below a setting, that setting."""
+    node, known = tree, []
+    for part in key.split("."):
+        if not isinstance(node, dict):
+            return ConfigError(f"{key}: unknown setting; {'.'.join(known)} is a setting, not a section")
+        match = part if part in node else _nearest(part, node)
+        if match is None:
+            return ConfigError(f"{key}: unknown setting; nothing near it in {'.'.join(known) or 'config'}, "
+                               f"whose keys are {', '.join(node)}")
+        known.append(match)
+        node = node[match]
+    return ConfigError(f"{key}: unknown setting; did you mean {'.'.join(known)}?")
 
 
 # ----------------------------------------------------------------------------
@@ -366,9 +445,9 @@ def _build(tp, value, path: str):
         names = [f.name for f in dataclasses.fields(tp)]
         unknown = [k for k in value if k not in names]
         if unknown:
-            raise ConfigError(
-                f"{_join(path, unknown[0])}: unknown setting; allowed: {', '.join(names)}"
-            )
+            near = _nearest(unknown[0], names)
+            hint = f"did you mean {_join(path, near)}?" if near else f"allowed: {', '.join(names)}"
+            raise ConfigError(f"{_join(path, unknown[0])}: unknown setting; {hint}")
         kwargs = {k: _build(hints[k], v, _join(path, k)) for k, v in value.items()}
         return tp(**kwargs)
     if origin in (typing.Union, types.UnionType):
@@ -509,7 +588,7 @@ def validate(cfg: Config) -> None:
            f"training.checkpoint_every: at most 100000 checkpoints, training.steps / checkpoint_every "
            f"(got {t.steps // t.checkpoint_every})")
     _check(t.keep_resume_state >= 1, f"training.keep_resume_state: must be >= 1 (got {t.keep_resume_state})")
-    _choice(t.device, "training.device", ("auto", "cpu", "cuda"))
+    _choice(t.device, "training.device", DEVICES)
 
     s = cfg.scoring
     _check(1 <= s.grid <= 64, f"scoring.grid: must be in [1, 64] (got {s.grid})")

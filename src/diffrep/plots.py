@@ -46,7 +46,8 @@ def save_sample_grid(images, conditions, path: Path, title: str, latent_size: fl
     _save(fig, path, dpi=100)
     
 
-OUTCOME_COLOURS = {"several": "#d62728", "none": "#7f7f7f", "wrong": "#ff7f0e", "accurate": "#2ca02c"}
+# Okabe and Ito's colour-blind-safe palette: accurate blue, wrong orange, several reddish purple, none grey.
+OUTCOME_COLOURS = {"several": "#cc79a7", "none": "#999999", "wrong": "#e69f00", "accurate": "#0072b2"}
 
 
 def save_score_curve(records: list[dict], group: str, path: Path, title: str) -> None:

@@ -2,6 +2,7 @@
 
     RUN_DIR/
       config.json                      the full Config; the run is rebuilt from it
+      provenance.json                  versions, machine and times of each training session (provenance.py)
       metrics.jsonl                    append-only, one JSON object per line, each with "step"
       checkpoints/step_00001234.safetensors
       scores/step_00001234_ddim25.{json,npz,png}   generation scores per checkpoint and sampler
@@ -38,7 +39,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from .config import Config, ConfigError
+from .config import CONFIG_FILE, Config, ConfigError
 
 CHECKPOINT_FORMAT = "diffrep-checkpoint-1"
 STATE_PREFIXES = ("optim.", "rng.", "accum.")
@@ -110,7 +111,10 @@ class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    CONFIG = "config.json"  # the file that makes a folder a run directory
+    CONFIG = CONFIG_FILE  # the file that makes a folder a run directory
+    # How the run was made (provenance.py): the one file that two runs of one config never share (its
+    # times), so that comparisons of run directories leave out this name, and only it.
+    PROVENANCE = "provenance.json"
 
     @classmethod
     def holds_run(cls, path: str | os.PathLike) -> bool:
@@ -120,6 +124,10 @@ class RunDir:
     @property
     def config_path(self) -> Path:
         return self.path / self.CONFIG
+
+    @property
+    def provenance_path(self) -> Path:
+        return self.path / self.PROVENANCE
 
     @property
     def metrics_path(self) -> Path:
@@ -223,6 +231,18 @@ class RunDir:
             return Config.from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{self.config_path}: {e}") from None
+
+    def provenance(self) -> dict:
+        """provenance.json: {"sessions": [one dict per training session, oldest first]} (fields in
+        provenance.py); {} for a run written before diffrep recorded it. A damaged file is a ConfigError."""
+        if not self.provenance_path.exists():
+            return {}
+        data = read_json(self.provenance_path)
+        if not (isinstance(data, dict) and isinstance(data.get("sessions"), list)
+                and all(isinstance(s, dict) for s in data["sessions"])):
+            raise ConfigError(f"RUN_DIR: {self.provenance_path} is not a provenance record (a JSON object whose "
+                              f"sessions is a list of objects); delete it and resume the run")
+        return data
 
     def remove_partial_create(self) -> None:
         """Clear what a kill inside `create` leaves: an empty checkpoints/, no config.json, perhaps

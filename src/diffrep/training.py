@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import provenance
 from .config import Config, ConfigError, TrainingConfig
 from .data import BumpDataset
 from .diffusion import NoiseSchedule, noise_loss
@@ -88,9 +89,11 @@ def new_run(path, cfg: Config) -> RunDir:
     return RunDir.create(path, cfg)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, setting: str = "training.device") -> torch.device:
+    """The torch device of a `config.DEVICES` name (auto: cuda when there is one); ConfigError naming
+    `setting` when cuda is asked for and there is none."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("training.device: cuda was asked for but no CUDA device is available; use auto or cpu")
+        raise ConfigError(f"{setting}: cuda was asked for but no CUDA device is available; use auto or cpu")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -166,14 +169,17 @@ def learning_rate(t: TrainingConfig, step: int) -> float:
 class Trainer:
     """The state of a run in memory; `state_tensors` / `load_state` move it to and from checkpoints.
 
-    `evaluate(model, step)`, when given, is called at every scheduled checkpoint before it is saved,
-    with a model holding the weights to evaluate (diffrep.evaluation.Evaluator scores and probes it).
+    `evaluate(model, step, status)`, when given, is called at every scheduled checkpoint before it is
+    saved, with a model holding the weights to evaluate (diffrep.evaluation.Evaluator scores and probes
+    it) and `status`: status(text) says what the evaluation is doing (`train` shows it in the progress
+    bar, which stands still meanwhile); status(None) when it is done.
     """
 
     cfg: Config
     run: RunDir
     device: torch.device
-    evaluate: Callable[[UNet, int], None] | None = None
+    evaluate: Callable[[UNet, int, Callable[[str | None], None]], None] | None = None
+    status: Callable[[str | None], None] = lambda text: None
 
     def __post_init__(self):
         t = self.cfg.training
@@ -215,7 +221,8 @@ class Trainer:
         """A scheduled checkpoint: evaluated first (when the trainer has an `evaluate`), so that a kill
         before the save is undone on resume by dropping the metrics lines of a step that has no checkpoint."""
         if self.evaluate is not None:
-            self.evaluate(self.evaluated_model(), self.step)
+            self.evaluate(self.evaluated_model(), self.step, self.status)
+            self.status(None)
         self.save()
 
     def evaluated_model(self) -> UNet:
@@ -326,7 +333,8 @@ class Trainer:
 
 def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, evaluate=None) -> RunDir:
     """Train `cfg` into `run` (a fresh run, or continue it with resume=True), calling `evaluate` at
-    every checkpoint (`Trainer`); diffrep.run.train passes the run's evaluation."""
+    every checkpoint (`Trainer`); diffrep.run.train passes the run's evaluation. A session that trains
+    (a fresh run, or a resume with steps left) is recorded in the run's provenance.json (provenance.py)."""
     t = cfg.training
     def warn(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -335,28 +343,37 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
     device = resolve_device(t.device)
     check_memory(cfg, device)  # e.g. a config.json edited by hand since the run was created
     with run.lock():
+        history = run.provenance()  # read before anything is written: a damaged file stops the command here
+        started = provenance.now()
         trainer = Trainer(cfg, run, device, evaluate)
-        if resume:
-            trainer.resume_latest(warn)
-            run.truncate_metrics(trainer.step)
-            # A kill between a checkpoint's save and the stripping of older ones' resume state (the run
-            # may even be finished) left that stripping undone.
-            run.drop_resume_state(t.keep_resume_state)
-        else:
-            trainer.checkpoint()  # step 0: the initialization
-        finished = is_finished(cfg, run)  # checked again after each checkpoint, the only time it can change
-        if resume and not finished:
-            log(f"diffrep: resuming {run.path} from step {trainer.step}")
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
-        bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
         # Ctrl-C and SIGTERM (a scheduler's notice before it kills the job) only raise a flag: the step
         # in flight finishes, so the checkpoint is consistent.
         received: list[int] = []
         main_thread = threading.current_thread() is threading.main_thread()
         previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS} \
             if main_thread else {}
-        interval_start, interval_steps = time.perf_counter(), 0
+        bar, record, outcome = None, None, "failed"  # the outcome unless training ends in one of the ways below
         try:
+            if resume:
+                trainer.resume_latest(warn)
+                run.truncate_metrics(trainer.step)
+                # A kill between a checkpoint's save and the stripping of older ones' resume state (the run
+                # may even be finished) left that stripping undone.
+                run.drop_resume_state(t.keep_resume_state)
+            # checked again after each checkpoint, the only time it can change
+            finished = resume and is_finished(cfg, run)
+            if resume and not finished:
+                log(f"diffrep: resuming {run.path} from step {trainer.step}")
+            if not finished:
+                record = provenance.start_session(run, history, started, device, trainer.step if resume else None)
+            bar = tqdm(total=t.steps, initial=trainer.step, disable=quiet, desc="train", unit="step", dynamic_ncols=True)
+            if not quiet:  # while a checkpoint is evaluated, the bar says what is being done
+                trainer.status = lambda text: bar.set_description_str(text or "train")
+            if not resume:
+                trainer.checkpoint()  # step 0: the initialization
+                finished = is_finished(cfg, run)
+            interval_start, interval_steps = time.perf_counter(), 0
             while not finished:
                 loss = trainer.train_step()
                 interval_steps += 1
@@ -372,24 +389,34 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
                 elif received:
                     trainer.save()  # not scored: an off-schedule step must not add a score line
                 if received and not finished:
+                    outcome = "interrupted"
                     raise TrainingInterrupted(
                         f"{signal.Signals(received[0]).name} at step {trainer.step}, checkpoint written; "
                         f"resume with: diffrep train --resume {run.path}", received[0])
+            outcome = "finished"
         except TrainingDiverged as e:
+            outcome = "diverged"
             last = run.checkpoint_steps()[-1]
             raise TrainingDiverged(
                 f"{e}; training stopped, the last good checkpoint is step {last}; "
                 f"try a lower training.lr (now {t.lr})"
             ) from None
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            if record is not None:
+                try:
+                    provenance.end_session(run, record, trainer.step, outcome)
+                except OSError:  # a full disk: when an error stopped training, that error is the one to report
+                    if outcome == "finished":
+                        raise
     return run
 
 
-def load_model(run: RunDir, step: int, ema: bool = True, device: str = "cpu") -> UNet:
-    """The model of a checkpoint, EMA weights by default, in eval mode."""
+def load_model(run: RunDir, step: int, ema: bool = True, device: str | torch.device = "cpu") -> UNet:
+    """The model of a checkpoint, EMA weights by default, on `device`, in eval mode."""
     cfg = run.config()
     tensors, _ = run.load_checkpoint(step)
     prefix = "ema." if ema else "model."

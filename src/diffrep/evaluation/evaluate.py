@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 
+import torch
+
 from ..config import Config
 from ..diffusion import NoiseSchedule
 from ..rundir import RunDir, atomic_write
@@ -25,23 +27,26 @@ from .scoring import evaluation_set, load_scores, sampler_tag, score_model, writ
 
 
 class Evaluator:
-    """`evaluate(model, step)` of `training.train`: scores, probes and labels a checkpoint of `run`."""
+    """`evaluate(model, step, status)` of `training.train`: scores, probes and labels a checkpoint of
+    `run`, saying through status(text) what it is doing ("step 300: probing layer4")."""
 
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
         self.schedule = NoiseSchedule(cfg.diffusion)
         self.evalset = evaluation_set(cfg) if cfg.scoring.during_training else None
 
-    def __call__(self, model, step: int) -> None:
+    def __call__(self, model, step: int, status=lambda text: None) -> None:
         if self.cfg.scoring.during_training:
-            self.score(model, step, self.cfg, "score")
+            self.score(model, step, self.cfg, "score", status)
         if self.cfg.probe.during_training:
+            status(f"step {step}: probing {', '.join(self.cfg.probe.layers)}")
             self.probe(model, step)
         if (self.cfg.scoring.during_training and self.cfg.scoring.final_ddpm
                 and finishes(self.cfg, self.run.checkpoint_steps() + [step], self.run.metrics())):
-            self.score(model, step, self.cfg.with_overrides({"scoring.sampler": "ddpm"}), "final")
+            self.score(model, step, self.cfg.with_overrides({"scoring.sampler": "ddpm"}), "final", status)
 
-    def score(self, model, step: int, cfg: Config, prefix: str) -> None:
+    def score(self, model, step: int, cfg: Config, prefix: str, status) -> None:
+        status(f"step {step}: scoring {len(self.evalset.conditions)} samples ({sampler_tag(cfg)})")
         summary, per_sample, images = score_model(model, cfg, self.evalset)
         write_scores(self.run, step, summary, per_sample, images)
         self.run.append_metrics(scoring.flat_record(step, summary, prefix))
@@ -49,30 +54,31 @@ class Evaluator:
     def probe(self, model, step: int) -> None:
         cfg, every = self.cfg, self.cfg.probe.keep_every
         keep = every > 0 and (step % every == 0 or step == cfg.training.steps)
-        if not keep:  # UMAP, like the kept activations, at a few checkpoints only
-            cfg = cfg.with_overrides({"probe.umap": False})
         result = probe_checkpoint(model, cfg, self.schedule)
         labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
         write_probe(self.run, step, result, cfg, labels, rule_id(cfg.phase), keep_activations=keep)
         self.run.append_metrics(probes.flat_record(step, result, labels))
 
 
-def score_checkpoints(run: RunDir, cfg: Config, steps: list[int]):
-    """Score the checkpoints `steps` of a run with cfg.scoring (the files of training's scoring, no
-    metrics line), yielding (step, summary) as each is done. The caller holds the run's lock."""
+def score_checkpoints(run: RunDir, cfg: Config, steps: list[int], device: torch.device):
+    """Score the checkpoints `steps` of a run with cfg.scoring, each loaded onto `device` (the files of
+    training's scoring, no metrics line), yielding (step, summary) as each is done. The caller holds
+    the run's lock."""
     evalset = evaluation_set(cfg)
     for step in steps:
-        summary, per_sample, images = score_model(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, evalset)
+        model = load_model(run, step, ema=cfg.scoring.weights == "ema", device=device)
+        summary, per_sample, images = score_model(model, cfg, evalset)
         write_scores(run, step, summary, per_sample, images)
         yield step, summary
 
 
-def probe_checkpoints(run: RunDir, cfg: Config, steps: list[int]):
-    """Probe and label the checkpoints `steps` with cfg.probe (into `RunDir.probe_folder`, activations
-    kept, no metrics line), yielding each step as it is done. The caller holds the run's lock."""
+def probe_checkpoints(run: RunDir, cfg: Config, steps: list[int], device: torch.device):
+    """Probe and label the checkpoints `steps` with cfg.probe, each loaded onto `device` (into
+    `RunDir.probe_folder`, activations kept, no metrics line), yielding each step as it is done. The
+    caller holds the run's lock."""
     schedule = NoiseSchedule(cfg.diffusion)
     for step in steps:
-        result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema"), cfg, schedule)
+        result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema", device=device), cfg, schedule)
         labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
         write_probe(run, step, result, cfg, labels, rule_id(cfg.phase))
         yield step

@@ -596,9 +596,29 @@ def _probe_metrics(draws: np.ndarray, conds: np.ndarray, cfg: ProbeConfig, retur
     return (m, embedding) if return_embedding else m
 
 
+PCA_COMPONENTS = 3
+
+
+def pca_embedding(acts) -> np.ndarray | None:
+    """The first draw's activations [K, D] projected on their first PCA_COMPONENTS principal axes
+    (float32): a view of the code at every checkpoint, kept where the activations themselves are not.
+    None where an activation is not finite (a diverged network). Single-threaded BLAS, like
+    `probe_metrics`, so that the projection is the same bit for bit."""
+    from sklearn.decomposition import PCA
+    from threadpoolctl import threadpool_limits
+
+    acts = _as64(acts)
+    if not np.isfinite(acts).all():
+        return None
+    components = min(PCA_COMPONENTS, *acts.shape)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return PCA(n_components=components, svd_solver="full").fit_transform(acts).astype(np.float32)
+
+
 def probe_checkpoint(model, cfg: Config, schedule) -> dict:
     """Probe every layer of cfg.probe on one model: {"conditions", "heldout", "layers": {layer:
-    {"metrics", "embedding" ([K, 3] or None), "activations" ([R, K, D], one per noise draw)}}}."""
+    {"metrics", "embedding" (UMAP [K, 3] or None), "pca" ([K, 3] or None, `pca_embedding`), "activations"
+    ([R, K, D], one per noise draw)}}}."""
     p = cfg.probe
     conds, heldout = probe_conditions(cfg.data, p.grid)
     inputs = probe_inputs(cfg.data, conds, p.input, p.timestep, schedule, p.noise_seed, p.draws)
@@ -607,7 +627,7 @@ def probe_checkpoint(model, cfg: Config, schedule) -> dict:
     for name in p.layers:
         a = np.stack([d[name] for d in per_draw])
         metrics, embedding = probe_metrics(a, conds, p, return_embedding=True)
-        layers[name] = {"metrics": metrics, "embedding": embedding, "activations": a}
+        layers[name] = {"metrics": metrics, "embedding": embedding, "pca": pca_embedding(a[0]), "activations": a}
     return {"conditions": conds, "heldout": heldout, "layers": layers}
 
 
@@ -615,7 +635,8 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config, phases: dict[
                 keep_activations: bool = True) -> None:
     """Write (or add layers to) the probe files of a checkpoint: layers probed before are kept. The
     JSON holds each layer's metrics, its phase and the phase rule that labelled it (`phases.rule_id`);
-    the npz the probe conditions and the activations of the first noise draw (float16), for pictures."""
+    the npz the probe conditions, each layer's PCA projection (and UMAP embedding where computed) and,
+    with keep_activations, the activations of the first noise draw (float16), for pictures."""
     json_path, npz_path = run.probe_path(cfg.probe, step, "json"), run.probe_path(cfg.probe, step, "npz")
     json_path.parent.mkdir(exist_ok=True)
     record = read_json(json_path) if json_path.exists() else {"step": step, "layers": {}, "phases": {}}
@@ -625,6 +646,8 @@ def write_probe(run: RunDir, step: int, result: dict, cfg: Config, phases: dict[
     arrays = read_npz(npz_path) if npz_path.exists() else {}
     arrays.update({"conditions": result["conditions"], "heldout": result["heldout"]})
     for name, layer in result["layers"].items():
+        if layer["pca"] is not None:
+            arrays[f"pca.{name}"] = layer["pca"]
         if layer["embedding"] is not None:
             arrays[f"umap.{name}"] = layer["embedding"]
         if keep_activations:

@@ -13,11 +13,12 @@ import numpy as np
 
 from ..config import Config
 from ..evaluation.evaluate import analyze_run
-from ..evaluation.probes import load_probes, umap_r2
+from ..evaluation.probes import load_probes
 from ..evaluation.scoring import load_scores, sampler_tag
 from ..plots import save_metric_curves, save_score_curve, save_story, save_umap_grid
-from ..rundir import RunDir, atomic_write, read_npz
-from .page import escape, figure, img, page
+from ..rundir import RunDir, atomic_write
+from .explorer import aligned, explorer_data, explorer_html, representation_embeddings
+from .page import escape, figure, page
 
 CURVE_METRICS = ["condition_share", "knn_overlap", "trustworthiness", "participation_ratio", "mle_dim", "decode_r2_x"]
 
@@ -33,9 +34,11 @@ def write_score_curve(run: RunDir, cfg: Config) -> Path | None:
     return path
 
 
-def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[tuple[Path, str, str]]:
+def write_pictures(run: RunDir, cfg: Config, analysis: dict,
+                   embeddings: dict[str, dict] | None = None) -> list[tuple[Path, str, str]]:
     """Score curve, and per probed layer the story, the metric curves and UMAP panels; returns the
-    files written, each with a title and a one-line caption."""
+    files written, each with a title and a one-line caption. `embeddings`: per layer, the
+    `explorer.representation_embeddings` of the run (read here when not given)."""
     curve = write_score_curve(run, cfg)
     tag = sampler_tag(cfg)
     written = [(curve, "Generation over training",
@@ -58,28 +61,18 @@ def write_pictures(run: RunDir, cfg: Config, analysis: dict) -> list[tuple[Path,
                         "Each metric of the probe (diffrep/evaluation/probes.py) at every checkpoint, the phase as "
                         "background."))
         panels, conditions = [], None
-        kept = {}
-        for r in rows:
-            npz_path = run.probe_path(cfg.probe, r["step"], "npz")
-            npz = read_npz(npz_path) if npz_path.exists() else {}
-            if f"activations.{layer}" in npz:
-                kept[r["step"]] = npz
-        for r in per_phase([r for r in rows if r["step"] in kept]):
-            npz = kept[r["step"]]
-            conditions = npz["conditions"]
-            embedding = npz.get(f"umap.{layer}")
-            if embedding is None:  # not computed while training: from the kept activations
-                p = cfg.probe
-                embedding = umap_r2(npz[f"activations.{layer}"].astype(np.float64), conditions, p.umap_neighbors,
-                                    p.umap_min_dist, p.umap_seed)[2]
-            if embedding is not None:
-                panels.append((r["step"], r["phase"], embedding))
+        found = embeddings[layer] if embeddings is not None else representation_embeddings(run, cfg, layer)
+        shown = per_phase([r for r in rows if (found.get(r["step"]) or {}).get("umap") is not None])
+        for r, embedding in zip(shown, aligned([found[r["step"]]["umap"] for r in shown])):
+            conditions = found[r["step"]]["conditions"]
+            panels.append((r["step"], r["phase"], np.asarray(embedding)))
         if panels:
             path = run.probe_picture_path(cfg.probe, "umap", layer)
             save_umap_grid(panels, conditions, path, f"{run.path.name}: 3D UMAP of {layer} (first two coordinates)")
             written.append((path, f"The paper's picture: UMAP of {layer}",
-                            "3D UMAP of the first noise draw's activations at the first and last kept checkpoint "
-                            "of each phase, coloured by x (top) and by y (bottom)."))
+                            "3D UMAP of the first noise draw's activations at the first and last checkpoint of each "
+                            "phase that has one, coloured by x (top) and by y (bottom), each rotated onto the "
+                            "previous panel's."))
     return written
 
 
@@ -125,15 +118,39 @@ def summary_lines(run: RunDir, cfg: Config, analysis: dict) -> list[str]:
     return lines
 
 
+PROVENANCE_COLUMNS = ["started", "ended", "resumed_from_step", "ended_at_step", "outcome", "device", "torch_threads",
+                      "diffrep", "git", "torch", "python", "numpy", "cpu", "platform"]
+
+
+def provenance_html(run: RunDir) -> str:
+    """The run's training sessions (provenance.json): when, where and with what each ran."""
+    sessions = run.provenance().get("sessions", [])
+    if not sessions:
+        return "<h2>Provenance</h2><p>Not recorded (a run trained before diffrep recorded provenance.json).</p>"
+
+    def cell(value) -> str:
+        if isinstance(value, dict):  # git: {"commit", "dirty"}
+            value = f"{str(value.get('commit', ''))[:12]}{' (dirty)' if value.get('dirty') else ''}"
+        return escape("-" if value is None else str(value))
+
+    head = "".join(f"<th class='text'>{escape(c.replace('_', ' '))}</th>" for c in PROVENANCE_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td class='text'>{cell(s.get(c))}</td>" for c in PROVENANCE_COLUMNS) + "</tr>"
+                   for s in sessions)
+    return ("<h2>Provenance</h2><p class='caption'>Each training session of the run: the first start and every "
+            "resume (provenance.json).</p><div class='wide'><table><tr>" + head + "</tr>" + body + "</table></div>")
+
+
 def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str]]:
     """Analyze the run's phases, draw its pictures and write RUN_DIR/report.html (images embedded).
     Returns the report's path and its text summary."""
     cfg = cfg or run.config()
     analysis = analyze_run(run, cfg)
-    pictures = write_pictures(run, cfg, analysis)
+    embeddings = {layer: representation_embeddings(run, cfg, layer) for layer in cfg.probe.layers}
+    pictures = write_pictures(run, cfg, analysis, embeddings)
     summary = summary_lines(run, cfg, analysis)
     e = escape
-    parts = ["<h2>Summary</h2><ul>" + "".join(f"<li>{e(line)}</li>" for line in summary) + "</ul>"]
+    parts = ["<h2>Summary</h2><ul>" + "".join(f"<li>{e(line)}</li>" for line in summary) + "</ul>",
+             explorer_html(explorer_data(run, cfg, analysis, embeddings[cfg.probe.layers[0]]))]
     parts += [figure(path, title, caption) for path, title, caption in pictures]
     for layer, s in analysis["layers"].items():
         parts.append(f"<h2>Phases and generation, checkpoint by checkpoint ({e(layer)})</h2><table><tr><th>step</th>"
@@ -145,14 +162,7 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
                          + "".join(f"<td>{n}</td>" for n in numbers)
                          + f"<td class='text'>{e('; '.join(r['reasons']))}</td></tr>")
         parts.append("</table>")
-    first_layer = analysis["layers"].get(cfg.probe.layers[0], {"checkpoints": []})["checkpoints"]
-    if first_layer:
-        parts.append(f"<h2>Samples per phase ({e(cfg.probe.layers[0])}; in-distribution evaluation set)</h2>")
-    for r in per_phase(first_layer):
-        path = run.score_path(r["step"], sampler_tag(cfg), "png")
-        if path.exists():
-            caption = f"phase {r['phase']}, step {r['step']} (most frequent outcome: {r['outcome']})"
-            parts.append(f"<h3>{e(caption)}</h3>{img(path, caption)}")
+    parts.append(provenance_html(run))
     parts.append(f"<h2>Config</h2><pre>{e(json.dumps(cfg.to_dict(), indent=2))}</pre>")
     atomic_write(run.report_path, page(f"diffrep run {run.path.name}", "\n".join(parts)).encode())
     return run.report_path, summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data import BumpDataset, evenly_spaced
 from ..diffusion import NoiseSchedule, make_sampler, sample
@@ -20,13 +21,13 @@ def default_conditions(cfg, count: int = 16) -> np.ndarray:
 
 
 def write_samples(run: RunDir, step: int, conditions, sampler_name: str, steps: int, eta: float, seed: int,
-                  ema: bool = True, out: Path | None = None) -> Path:
-    """Draw `conditions` from checkpoint `step` and write the grid to `out` (default
+                  ema: bool = True, out: Path | None = None, device: str | torch.device = "cpu") -> Path:
+    """Draw `conditions` from checkpoint `step`, loaded onto `device`, and write the grid to `out` (default
     `RunDir.sample_path`, named like the scores: `scoring.sampler_tag`), its title naming the
     sampler, its steps and eta, the weights and the seed."""
     cfg = run.config()
     sampler = make_sampler(sampler_name, NoiseSchedule(cfg.diffusion), steps if sampler_name == "ddim" else None, eta)
-    images = sample(load_model(run, step, ema=ema), sampler, conditions, cfg.data.image_size, seed=seed)
+    images = sample(load_model(run, step, ema=ema, device=device), sampler, conditions, cfg.data.image_size, seed=seed)
     tag = sampler_tag(cfg.with_overrides({"scoring.sampler": sampler_name, "scoring.sampler_steps": steps,
                                           "scoring.eta": eta, "scoring.weights": "ema" if ema else "raw"}))
     path = out or run.sample_path(step, tag, seed)

@@ -13,10 +13,11 @@ Two backends run the same unit of work, `run_one` (one run, in a worker process)
          TrainingInterrupted is raised. If the sweep process is killed, its workers notice
          within a second and exit (no orphan keeps training or holding a run's lock).
          A script calling run_sweep needs the usual `if __name__ == "__main__":` guard (spawn).
-  ray    one Ray task per run, on a local Ray instance or an existing cluster (`address`);
-         a run whose worker or node is lost is retried by Ray (`max_retries`) and resumes from
-         its last checkpoint. On a cluster, SWEEP_DIR must be on a filesystem every node
-         sees at the same path, and diffrep must be installed on every node.
+  ray    one Ray task per run (the optional extra diffrep[ray]), on a local Ray instance or an
+         existing cluster (`address`); a run whose worker or node is lost is retried by Ray
+         (`max_retries`) and resumes from its last checkpoint. On a cluster, SWEEP_DIR must be
+         on a filesystem every node sees at the same path, and diffrep must be installed on
+         every node.
 A failing run (a bad config.json, a diverged loss, a full disk) is reported as failed with a
 one-line error; the other runs go on.
 """
@@ -329,13 +330,21 @@ def _future_result(future, run_dir: str) -> dict:
 # -- ray backend ------------------------------------------------------------------
 
 
-def _run_ray(todo, done, workers, address, cpus_per_run, gpus_per_run, max_retries) -> None:
-    """One Ray task per run, calling done(result) as each completes; Ray retries (`max_retries`)
-    a run whose worker or node died, and the retry resumes it from its last checkpoint."""
+def import_ray():
+    """The ray module. Ray is an optional extra of diffrep: when it is missing, a ConfigError says how
+    to install it (`diffrep sweep --backend ray` asks for it before it writes anything)."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend: ray is not installed; pip install 'ray>=2.9' or use --backend local") from None
+        raise ConfigError("--backend: ray is not installed; install it with pip install 'diffrep[ray]', "
+                          "or use --backend local") from None
+    return ray
+
+
+def _run_ray(todo, done, workers, address, cpus_per_run, gpus_per_run, max_retries) -> None:
+    """One Ray task per run, calling done(result) as each completes; Ray retries (`max_retries`)
+    a run whose worker or node died, and the retry resumes it from its last checkpoint."""
+    ray = import_ray()
     import logging
 
     started = False
