@@ -6,6 +6,7 @@
     diffrep sample RUN_DIR [--checkpoint STEP] [--at X,Y ...]       a PNG grid of samples
     diffrep score RUN_DIR [--checkpoints all|STEP,...]              generation accuracy and failure modes
     diffrep probe RUN_DIR [--checkpoints all|STEP,...]              representation metrics and phases
+    diffrep patch RUN_DIR [--checkpoints ...] [--layers L1,L2]      which layer's output places the bump
     diffrep config [PRESET] [--set key=value ...]                   print the resolved config
     diffrep demo                                                    train, score, probe, report.html
     diffrep sweep [PRESET] --grid KEY=V1,V2 --seeds 0,1 --sweep-dir D [--backend local|ray]
@@ -30,8 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DEVICES, PRESETS, ConfigError, load_config, make_config
+from .config import DEVICES, HOOK_POINTS, LAYER_ALIASES, PRESETS, ConfigError, load_config, make_config
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
+from .evaluation.patching import PAIRS, patch_checkpoints
+from .evaluation.probes import load_probes
 from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
 from .report import (summary_lines, write_comparison_report, write_pictures, write_report, write_score_curve,
                      write_sweep_report)
@@ -151,6 +154,32 @@ def cmd_probe(args) -> None:
             print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {numbers[0]:>8} {numbers[1]:>6} {numbers[2]:>6}")
     print("\n".join(summary_lines(run, cfg, analysis)))
     print(f"probes and phases: {run.probe_folder(cfg.probe)}")
+
+
+def cmd_patch(args) -> None:
+    run = RunDir.open(args.run_dir)
+    cfg = run.config()
+    layers = args.layers.split(",") if args.layers else [h for h in HOOK_POINTS if h != "head"]
+    unknown = [layer for layer in layers if LAYER_ALIASES.get(layer, layer) not in HOOK_POINTS]
+    if unknown:
+        raise ConfigError(f"--layers: unknown hook point {unknown[0]!r}; allowed: "
+                          f"{', '.join(HOOK_POINTS + tuple(LAYER_ALIASES))}")
+    if args.pairs < 1:
+        raise ConfigError(f"--pairs: must be >= 1 (got {args.pairs})")
+    steps = run.resolve_steps(args.checkpoints)
+    device = checkpoint_device(args, cfg)
+    phase_of = {r["step"]: r.get("phases", {}).get("layer4") for r in load_probes(run, cfg)}
+    print(f"displacement fraction toward the source condition, median over {args.pairs} pairs "
+          f"(0: the bump stays, 1: it moves; null: unpatched at the target; ceiling: unpatched at the source; "
+          f"-: no sample showed one bump)")
+    print(f"{'step':>8} {'phase':>5} {'null':>6} {'ceiling':>7} " + " ".join(f"{layer:>7}" for layer in layers))
+    with run.lock():  # one writer of the run's files
+        for step, r in patch_checkpoints(run, cfg, steps, layers, args.pairs, device):
+            numbers = [r["target"], r["source"], *(r["layers"][layer] for layer in layers)]
+            cells = ["-" if n["median_fraction"] is None else f"{n['median_fraction']:.2f}" for n in numbers]
+            print(f"{step:>8} {phase_of.get(step) or '-':>5} {cells[0]:>6} {cells[1]:>7} "
+                  + " ".join(f"{c:>7}" for c in cells[2:]), flush=True)
+    print(f"patching: {run.patching_path}")
 
 
 def cmd_sweep(args) -> None:
@@ -333,6 +362,20 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--noise-seed", type=int, help="seed of the probe's noise (default: probe.noise_seed)")
     p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("patch", help="activation patching: which layer's output places the bump, checkpoint by checkpoint",
+                       description="For fixed pairs of training conditions (c1, c2), sample at c2 from the same noise as "
+                                   "at c1 while one layer's output is replaced, at every sampling step, by its output at "
+                                   "c1; print where the bump lands as the fraction of the way from c2 to c1, per layer "
+                                   "and checkpoint, beside the phase (diffrep/evaluation/patching.py). Writes "
+                                   "RUN_DIR/patching.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
+    p.add_argument("--layers", help=f"hook points, comma separated (default: all but head: "
+                                    f"{', '.join(h for h in HOOK_POINTS if h != 'head')}; layer4 = down3)")
+    p.add_argument("--pairs", type=int, default=PAIRS, help=f"condition pairs per checkpoint (default {PAIRS})")
+    p.add_argument("--device", choices=DEVICES, help=device_help)
+    p.set_defaults(func=cmd_patch)
 
     p = sub.add_parser("sweep", help="train a grid of settings x seeds, or an experiment, locally or on a Ray cluster",
                        description="Run one run directory per grid point and seed under SWEEP_DIR/runs, skipping "

@@ -179,6 +179,18 @@ class UNet(nn.Module):
         """
         return capture_outputs({name: getattr(self, name) for name in self.HOOKS}, names, stop_early)
 
+    def intervene(self, edits: dict):
+        """Replace, add to or ablate hook points' outputs during every forward pass inside the block
+        (a whole sampling run included), in the spirit of TransformerLens's `run_with_hooks`:
+
+            with model.intervene({"layer4": lambda a: torch.zeros_like(a)}):
+                images = sample(model, sampler, labels, 32)
+
+        Each function gets the point's output and returns what the rest of the network reads
+        instead, or None to leave it; returning what it got changes nothing, bit for bit.
+        """
+        return intervene_outputs({name: getattr(self, name) for name in self.HOOKS}, edits)
+
 
 @contextlib.contextmanager
 def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = False):
@@ -201,6 +213,34 @@ def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = Fals
                for name, hook in hooks.items()]
     try:
         yield acts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def intervene_outputs(blocks: dict[str, nn.Module], edits: dict):
+    """`UNet.intervene` for any network: `blocks` maps hook points to modules; `edits` maps hook
+    points (or their aliases) to functions of the point's output tensor that return the tensor to
+    use instead (or None: keep it). A block returning a tuple is edited in its first element."""
+    hooks = {name: resolve_hook(name) for name in edits}
+    missing = sorted({h for h in hooks.values() if h not in blocks})
+    if missing:
+        raise ConfigError(f"layer: this network has no hook point {', '.join(missing)}; allowed: {', '.join(blocks)}")
+
+    def edit(name, out):
+        first = out[0] if isinstance(out, tuple) else out
+        new = edits[name](first)
+        if new is None:
+            return None
+        if new.shape != first.shape:
+            raise ValueError(f"an edit of {name} returned shape {tuple(new.shape)}, the output is {tuple(first.shape)}")
+        return (new, *out[1:]) if isinstance(out, tuple) else new
+
+    handles = [blocks[hook].register_forward_hook(lambda _m, _i, out, name=name: edit(name, out))
+               for name, hook in hooks.items()]
+    try:
+        yield
     finally:
         for handle in handles:
             handle.remove()

@@ -138,6 +138,11 @@ class RunDir:
         return self.path / "checkpoints"
 
     @property
+    def patching_path(self) -> Path:
+        """patching.json: `diffrep patch`'s displacement fractions per checkpoint and layer."""
+        return self.path / "patching.json"
+
+    @property
     def report_path(self) -> Path:
         return self.path / "report.html"
 

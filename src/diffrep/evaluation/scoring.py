@@ -131,16 +131,29 @@ def sampler_tag(cfg: Config) -> str:
     return name if s.weights == "ema" else f"{name}_{s.weights}"
 
 
+def scoring_sampler(cfg: Config):
+    """The sampler of cfg.scoring (DDIM with its steps and eta, or DDPM over all T steps)."""
+    s = cfg.scoring
+    return make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None, s.eta)
+
+
+def detect_samples(images, targets, cfg: Config):
+    """What the detector finds in generated `images` asked for at `targets`, with the settings of
+    cfg.scoring and cfg.data (detect.Detection: outcome, centroid, error per image)."""
+    s, d = cfg.scoring, cfg.data
+    return detect(images, targets, kind=d.kind, image_size=d.image_size, latent_size=d.latent_size,
+                  periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size,
+                  expected=lambda labels: render_for(labels, d), shape_min_r2=s.shape_min_r2,
+                  shape_min_height=s.shape_min_height)
+
+
 def score_model(model, cfg: Config, evalset: EvalSet | None = None):
     """Sample the evaluation set with `cfg.scoring` and score it: (summary, per-sample arrays, images)."""
     s, d = cfg.scoring, cfg.data
     evalset = evalset or evaluation_set(cfg)
-    sampler = make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None, s.eta)
+    sampler = scoring_sampler(cfg)
     images = sample(model, sampler, evalset.conditions, d.image_size, seed=s.seed).cpu()
-    det = detect(images, evalset.conditions, kind=d.kind, image_size=d.image_size, latent_size=d.latent_size,
-                 periodic=d.periodic, tolerance=s.tolerance, threshold=s.threshold, min_size=s.min_size,
-                 expected=lambda labels: render_for(labels, d), shape_min_r2=s.shape_min_r2,
-                 shape_min_height=s.shape_min_height)
+    det = detect_samples(images, evalset.conditions, cfg)
     loss = denoising_loss(model, cfg, evalset.conditions)
     summary = {"sampler": sampler_tag(cfg), "tolerance": s.tolerance, "groups": {}}
     for i, name in enumerate(evalset.names):
