@@ -46,17 +46,17 @@ EXPECTED_STATISTICS = {
                 "trend_epochs_to_accuracy_0.9"},
     "sigma": {"steps_to_phase_C", "steps_to_accuracy_0.9", "neighbour_overlap", "trend_steps_to_phase_C_increment",
               "trend_steps_to_phase_C_sigma", "trend_steps_to_phase_C_neighbour_overlap", "increment_minus_sigma_abs_rho"},
-    "imbalance": {"steps_to_x_accuracy_0.5", "steps_to_y_accuracy_0.5", "x_over_y_time_ratio", "final_x_transfer_r2",
-                  "final_y_transfer_r2", "coupling"},
+    "imbalance": {"steps_to_x_accuracy_0.5", "steps_to_y_accuracy_0.5", "epochs_to_x_accuracy_0.5",
+                  "epochs_to_y_accuracy_0.5", "additive_share_gain", "final_additive_share", "additive_share_chance"},
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
               "heldout_to_train_denoise_loss"},
     "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
     "percolation": {"largest_cluster_fraction", "onset_lambda"},
-    "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "final_min_transfer_r2"},
+    "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
-PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("x_over_y_time_ratio", 3),
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4),
            "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
            "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
@@ -153,11 +153,11 @@ def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
         order = next(p for p in findings["predictions"] if p["name"] == "order")
         assert (order["verdict"] == "not measurable") == (reached_c < stats.MIN_MEASURED_RUNS)
         assert findings["verdict"].split(":")[0] == stats.overall(findings["predictions"])
-    if name == "imbalance":
-        assert re.match(r"(coupled|factorized|mixed|not reached)", findings["verdict"])
-        timings = [c["timing"] for c in findings["statistics"]["coupling"]["value"]]
-        assert findings["verdict"].startswith("not reached") == all(t is None for t in timings)
-        assert len(findings["statistics"]["coupling"]["value"]) == 2  # the two settings with dx != dy
+    if name == "imbalance":  # one prediction per 2D lattice with dx < dy; 12 steps at one seed resolve nothing
+        assert [p["name"] for p in findings["predictions"]] == ["coupled (dx 1, dy 4)"]
+        assert findings["verdict"].startswith("not measurable") and findings["predictions"][0]["verdict"] == "not measurable"
+        labels = {e["label"] for e in findings["statistics"]["steps_to_y_accuracy_0.5"]["per_setting"]}
+        assert labels == {"dx 2, dy 2", "dx 1, dy 4", "y only, dy 1", "y only, dy 4"}
     if name == "stripes":
         needed = findings["statistics"]["data_for_accuracy_0.6"]["value"]
         assert {(n["arm"], n["N"]) for n in needed} == {("bumps", 16), ("bumps+stripes", 16), ("stripes", 16),
@@ -326,31 +326,42 @@ def test_a_shift_between_two_groups_needs_enough_runs_to_be_resolved():
     assert stats.shift_test([None, None], [None, None])["p_value"] == 1.0  # all tied: nothing to resolve
 
 
-def axis_track(t_x, t_y, transfer):
+def axis_track(t_x, t_y, additive=None):
     def metrics(step):
-        return {"score.train.x_accuracy": 0.9 if t_x is not None and step >= t_x else 0.0,
-                "score.train.y_accuracy": 0.9 if t_y is not None and step >= t_y else 0.0,
-                "probe.layer4.x_transfer_r2": transfer, "probe.layer4.y_transfer_r2": transfer,
-                "probe.layer4.decode_r2_x": 0.99, "probe.layer4.decode_r2_y": 0.99}
+        out = {"score.train.x_accuracy": 0.9 if t_x is not None and step >= t_x else 0.0,
+               "score.train.y_accuracy": 0.9 if t_y is not None and step >= t_y else 0.0}
+        if additive is not None:
+            out.update({"probe.layer4.additive_share": additive if step else 0.2, "probe.layer4.additive_share_chance": 0.1})
+        return out
     return metrics
 
 
-@pytest.mark.parametrize("fine, coarse, transfer, verdict", [
-    (1000, 1250, -0.5, "coupled"),  # learned together, decoders do not transfer
-    (250, None, 0.95, "factorized"),  # the fine axis early, the coarse never; decoders transfer
-    (1000, 1000, 0.95, "mixed"),  # together, yet transferring
-    (None, None, 0.95, "not reached: x or y accuracy never reached its threshold"),  # nothing learned
+ONE_D = {"data.x_min": 16.0, "data.x_max": 16.0, "probe.during_training": False}
+
+
+@pytest.mark.parametrize("dense_alone, sparse_alone, x_2d, y_2d, verdict", [
+    (1500, 1500, 500, 500, "not measurable"),  # y alone at dy 4 is no slower than at dy 0.1: the control fails
+    (250, 1500, 500, 500, "reproduced"),  # y rides on the dense x: sooner than alone
+    (250, 1500, 500, 1500, "contradicted"),  # y on its own clock: as late as alone, and after x
+    (250, 1500, 1500, 1500, "not measurable"),  # neither sooner than alone nor after x
 ])
-def test_imbalance_verdict_from_timing_and_transfer(tmp_path, fine, coarse, transfer, verdict):
-    runs = [("even", {"data.dx": 0.5, "data.dy": 0.5}, axis_track(500, 500, 0.0)),
-            ("x-fine", {"data.dx": 0.05, "data.dy": 0.5}, axis_track(fine, coarse, transfer)),
-            ("y-fine", {"data.dx": 0.5, "data.dy": 0.05}, axis_track(coarse, fine, transfer))]
+def test_imbalance_verdict_needs_the_1d_control_then_the_sparse_axis_sooner_than_alone(
+        tmp_path, dense_alone, sparse_alone, x_2d, y_2d, verdict):
+    seeds = range(5)  # each seed one checkpoint (250 steps) later than the one before
+    runs = ([(f"1d-dense-{s}", {**ONE_D, "data.dy": 0.1, "training.seed": s}, axis_track(0, dense_alone + 250 * s))
+             for s in seeds]
+            + [(f"1d-sparse-{s}", {**ONE_D, "data.dy": 4.0, "training.seed": s}, axis_track(0, sparse_alone + 250 * s))
+               for s in seeds]
+            + [(f"2d-{s}", {"data.dx": 0.1, "data.dy": 4.0, "training.seed": s}, axis_track(x_2d + 250 * s, y_2d + 250 * s, 0.6))
+               for s in seeds])
     result = imbalance.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))
-    assert result["verdict"].split(" (")[0] == verdict
-    coupling = result["statistics"]["coupling"]["value"]
-    assert [c["label"] for c in coupling] == ["dx 0.05, dy 0.5", "dx 0.5, dy 0.05"]  # dx = dy is not imbalanced
-    ratio = {e["label"]: e["values"] for e in result["statistics"]["x_over_y_time_ratio"]["per_setting"]}
-    assert ratio["dx 0.05, dy 0.5"] == [None if None in (fine, coarse) else fine / coarse]
+    (prediction,) = result["predictions"]
+    assert prediction["name"] == "coupled (dx 0.1, dy 4)" and prediction["verdict"] == verdict, prediction
+    assert result["verdict"].startswith(verdict)
+    y = {e["label"]: e["values"] for e in result["statistics"]["steps_to_y_accuracy_0.5"]["per_setting"]}
+    assert y["y only, dy 4"] == [sparse_alone + 250 * s for s in seeds]  # every seed's onset
+    gain = {e["label"]: e["values"] for e in result["statistics"]["additive_share_gain"]["per_setting"]}
+    assert gain == {"dx 0.1, dy 4": [pytest.approx(0.4)] * 5}  # 2D only, against the run's own step 0
 
 
 def test_holes_verdict_per_region_family_and_width(tmp_path):
@@ -422,10 +433,10 @@ def test_sigma_verdict_compares_the_two_trends_with_a_bootstrap_interval(tmp_pat
 
 
 def test_ablation_verdict_against_the_baseline(tmp_path):
-    def track(c_step, transfer):
+    def track(c_step, additive):
         def metrics(step):
             return {**phase_track(c_step)(step), **phase_track(c_step + 250, layer="bottleneck")(step),
-                    "probe.layer4.x_transfer_r2": transfer, "probe.layer4.y_transfer_r2": transfer}
+                    "probe.layer4.additive_share": 0.1 if step == 0 else additive}
         return metrics
 
     base = {"probe.layers": ["layer4", "bottleneck"]}
@@ -440,7 +451,8 @@ def test_ablation_verdict_against_the_baseline(tmp_path):
     assert "skips=False: phase C later (p = " in result["verdict"]
     assert "label_encoding=mlp: phase C sooner (p = " in result["verdict"]
     assert "widths=[8, 16, 32]: phase C not resolved" in result["verdict"]
-    assert "skips=False: factorized" in result["verdict"] and "baseline: coupled" in result["verdict"]
+    assert "skips=False: additive_share gain 0.8, more additive (p = " in result["verdict"]  # 0.9 - 0.1 against 0.1-0.2
+    assert "label_encoding=mlp: additive_share gain 0.1, not resolved" in result["verdict"]
     assert "bottleneck reaches phase C before layer4 in 0 of 16 runs" in result["verdict"]
 
 

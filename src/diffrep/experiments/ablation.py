@@ -7,7 +7,7 @@ import json
 from ..config import Config
 from ..plots import plot_seed_bands, plot_setting_curves
 from ..sweep.tables import final_value, time_to
-from .common import (ACCURACY_KEY, FACTORIZED_TRANSFER, NOT_REACHED, Context, fmt, per_setting, save_figure,
+from .common import (ACCURACY_KEY, NOT_REACHED, Context, additive_share_gain, fmt, per_setting, save_figure,
                      setting_curves, short)
 from .stats import shift_test, shift_word
 
@@ -28,13 +28,13 @@ def _same(value):
 
 
 def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
-    """Per architecture variant: steps to phase C at each probed layer, accuracy, transfer R^2.
+    """Per architecture variant: steps to phase C at each probed layer, accuracy, additive_share gain.
 
     Verdict: per variant, phase C at the first probed layer 'sooner' / 'later' than the baseline
     where the permutation test of their ranks resolves it (`stats.shift_test`, two-sided p < 0.05;
-    with 2 seeds against 2 it cannot), else 'not resolved'; 'factorized' when the mean over seeds
-    of min(x_transfer_r2, y_transfer_r2) at the last checkpoint is >= FACTORIZED_TRANSFER, else
-    'coupled'; and in how many runs the second probed layer reaches phase C before the first.
+    with 2 seeds against 2 it cannot), else 'not resolved'; its additive_share gain over step 0
+    (`common.additive_share_gain`) 'more' / 'less additive' than the baseline's by the same test;
+    and in how many runs the second probed layer reaches phase C before the first.
     """
     label = lambda r: variant_label(r, ctx.base)  # noqa: E731
     layers = ctx.base.probe.layers
@@ -44,10 +44,9 @@ def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
     stats["final_accuracy"] = {"description": "in-distribution accuracy at the last checkpoint",
                                "per_setting": per_setting(rows, final_value(rows, ACCURACY_KEY), label)}
     first = layers[0]
-    x_tr, y_tr = (final_value(rows, f"probe.{first}.{k}") for k in ("x_transfer_r2", "y_transfer_r2"))
-    min_tr = {r: (min(x_tr[r], y_tr[r]) if x_tr[r] is not None and y_tr[r] is not None else None) for r in x_tr}
-    stats["final_min_transfer_r2"] = {"description": f"min(x_transfer_r2, y_transfer_r2) of {first} at the last checkpoint",
-                                      "per_setting": per_setting(rows, min_tr, label)}
+    _, gain = additive_share_gain(rows, first)
+    stats["additive_share_gain"] = {"description": f"additive_share of {first} at the last checkpoint minus at step 0",
+                                    "per_setting": per_setting(rows, gain, label)}
     timing = stats[f"steps_to_phase_C_{first}"]["per_setting"]
     baseline = next((e for e in timing if e["label"] == "baseline"), None)
     parts = []
@@ -57,9 +56,13 @@ def analyze_ablation(rows: list[dict], ctx: Context) -> dict:
         test = shift_test(e["values"], baseline["values"]) if baseline else None
         e["shift_against_baseline"] = test
         parts.append(f"{e['label']}: phase C {shift_word(test) if test else NOT_REACHED + ' (no baseline)'}")
-    for e in stats["final_min_transfer_r2"]["per_setting"]:
-        word = NOT_REACHED if e["mean"] is None else "factorized" if e["mean"] >= FACTORIZED_TRANSFER else "coupled"
-        parts.append(f"{e['label']}: {word} (min transfer R^2 {fmt(e['mean'], 2)})")
+    gains = stats["additive_share_gain"]["per_setting"]
+    base_gain = next((e for e in gains if e["label"] == "baseline"), None)
+    for e in gains:
+        if e["label"] != "baseline" and base_gain:
+            word = shift_word(shift_test(e["values"], base_gain["values"]), ("less additive", "more additive"))
+            parts.append(f"{e['label']}: additive_share gain {fmt(e['mean'], 2)}, {word} than the baseline's "
+                         f"{fmt(base_gain['mean'], 2)}")
     if len(layers) > 1:
         second = layers[1]
         both = [r for r in to_c[first] if to_c[first][r] is not None and to_c[second][r] is not None]

@@ -36,7 +36,6 @@ from ..sweep.tables import by_setting, config_from_row, curve, final_value, time
 NOT_REACHED = "not reached"
 ACCURACY_KEY = "score.train.accuracy"
 ACCURACY_THRESHOLD = 0.9  # "time to 90% accuracy" (the sweep report's statistic)
-FACTORIZED_TRANSFER = 0.8  # x and y decoders transfer across the other coordinate: both R^2 at least this
 
 
 @dataclass
@@ -134,3 +133,14 @@ def timing_statistics(rows: list[dict], ctx: Context, label) -> tuple[dict, dict
                            "per_setting": per_setting(rows, final_value(rows, ACCURACY_KEY), label)},
     }
     return stats, to_c, to_acc
+
+
+def additive_share_gain(rows: list[dict], layer: str) -> tuple[dict, dict]:
+    """Per run, `additive_share` of `layer` at the last checkpoint, and its gain over the same run at
+    step 0 (the untrained network, its null): > 0 where training made the code more additive in x and
+    y, the factorized code of the follow-up (probes.additive_share; tests/test_probes.py shows it tells
+    a factorized code from coupled ones). None where either is missing."""
+    key = f"probe.{layer}.additive_share"
+    final = final_value(rows, key)
+    start = {run: next((r.get(key) for r in rows if r["run"] == run and r["step"] == 0), None) for run in final}
+    return final, {run: None if final[run] is None or start[run] is None else final[run] - start[run] for run in final}

@@ -173,10 +173,11 @@ def shift_test(times: Sequence, reference: Sequence, seed: int = 0) -> dict:
     return out
 
 
-def shift_word(test: dict) -> str:
-    """'sooner' or 'later' where `shift_test` resolves it (p < ALPHA), else 'not resolved (...)'."""
+def shift_word(test: dict, words: tuple[str, str] = ("sooner", "later")) -> str:
+    """'sooner' or 'later' (`words`: for values that are not times) where `shift_test` resolves it
+    (p < ALPHA), else 'not resolved (...)'."""
     if test["p_value"] is None:
         return f"not resolved ({test['n']} against {test['n_reference']} runs: too few to test)"
     if test["p_value"] >= ALPHA:
         return f"not resolved (p = {test['p_value']:.2g}, {test['n']} against {test['n_reference']} runs)"
-    return f"{'sooner' if test['rank_shift'] < 0 else 'later'} (p = {test['p_value']:.2g})"
+    return f"{words[0] if test['rank_shift'] < 0 else words[1]} (p = {test['p_value']:.2g})"
