@@ -51,7 +51,7 @@ EXPECTED_STATISTICS = {
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
               "heldout_to_train_denoise_loss"},
     "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
-    "percolation": {"largest_cluster_fraction", "onset_lambda"},
+    "percolation": {"largest_cluster_fraction", "largest_cluster_share", "onset_lambda"},
     "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..percolation import cluster_row, onset
+from ..percolation import ONSET_SHARE, cluster_row, onset
 from ..plots import plot_seed_bands
 from .common import NOT_REACHED, Context, fmt, save_figure, seed_stats, series
 from .stats import NOT_MEASURABLE, verdict
@@ -34,16 +34,17 @@ def analyze_percolation(rows: list[dict], ctx: Context) -> dict:
     threshold, the onset lambda (`percolation.onset`) of each subsample seed, its median and range.
     The claim itself (the representation's onset follows percolation) is therefore not measurable here.
     """
-    entries, onsets = [], []
+    entries, shares, onsets = [], [], []
     for sigma in ctx.params["sigmas"]:
         for threshold in ctx.params["thresholds"]:
             mine = [r for r in rows if r["data.sigma"] == sigma and r["threshold"] == threshold]
             lambdas = sorted({r["data.keep_fraction"] for r in mine})
             for lam in lambdas:
                 at = [r for r in mine if r["data.keep_fraction"] == lam]
-                entries.append({"label": f"sigma {sigma:g}, overlap >= {threshold:g}, lambda {lam:g}",
-                                "setting": {"data.sigma": sigma, "threshold": threshold, "data.keep_fraction": lam},
-                                "runs": [], **seed_stats([r["largest_cluster_fraction"] for r in at])})
+                for kept, key in ((entries, "largest_cluster_fraction"), (shares, "largest_cluster_share")):
+                    kept.append({"label": f"sigma {sigma:g}, overlap >= {threshold:g}, lambda {lam:g}",
+                                 "setting": {"data.sigma": sigma, "threshold": threshold, "data.keep_fraction": lam},
+                                 "runs": [], **seed_stats([r[key] for r in at])})
             per_seed = []
             for seed in sorted({r["data.subsample_seed"] for r in mine}):
                 points = sorted((r["data.keep_fraction"], r["largest_cluster_share"]) for r in mine
@@ -55,6 +56,8 @@ def analyze_percolation(rows: list[dict], ctx: Context) -> dict:
                            "range": [min(defined), max(defined)] if defined else None})
     stats = {"largest_cluster_fraction": {"description": "largest cluster / all lattice points, over subsample seeds",
                                           "per_setting": entries},
+             "largest_cluster_share": {"description": "largest cluster / the kept points, over subsample seeds: the "
+                                                      "onset is where it first reaches 1/2", "per_setting": shares},
              "onset_lambda": {"description": "per sigma and overlap threshold, the smallest lambda whose largest cluster "
                                              "holds half of the kept points, per subsample seed (None: never), "
                                              "its median (None unless every seed reached it) and range",
@@ -68,11 +71,13 @@ def analyze_percolation(rows: list[dict], ctx: Context) -> dict:
                                       "prediction a training sweep over lambda tests: " + text)
     predictions = [{"name": "percolation onset", "prediction": "the representation's sudden onset over lambda comes where "
                                                                  "the overlap of neighbouring bumps percolates", **decided}]
-    figures = save_figure(ctx, "percolation: largest cluster of overlapping bumps against lambda (band: subsample seeds)", [
+    figures = save_figure(ctx, "percolation: the largest cluster's share of the kept bumps against lambda "
+                               "(band: subsample seeds; dotted: the onset's 1/2)", [
         (lambda th: lambda ax: (plot_seed_bands(
-            ax, [series([e for e in entries if e["setting"]["data.sigma"] == s and e["setting"]["threshold"] == th],
+            ax, [series([e for e in shares if e["setting"]["data.sigma"] == s and e["setting"]["threshold"] == th],
                         lambda e: e["setting"]["data.keep_fraction"], f"sigma {s:g}") for s in ctx.params["sigmas"]],
-            "data fraction lambda", f"largest cluster (overlap >= {th:g})", log_x=True), ax.set_ylim(0, 1.02)))(th)
+            "data fraction lambda", f"largest cluster / kept points (overlap >= {th:g})", log_x=True),
+            ax.axhline(ONSET_SHARE, color="grey", linestyle=":", linewidth=1), ax.set_ylim(0, 1.02)))(th)
         for th in ctx.params["thresholds"]
     ])
     return {"statistics": stats, "predictions": predictions, "verdict": f"{decided['verdict']}: {decided['reason']}",
