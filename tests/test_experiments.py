@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffrep.experiments import ablation, catalog, density, holes, imbalance, sigma, stats, stripes
+from diffrep.experiments import ablation, catalog, density, holes, imbalance, sigma, stats, stripes, torus
 from diffrep.experiments import phases as phases_experiment
 from diffrep.experiments import common
 from diffrep.experiments.common import Context
@@ -48,6 +48,7 @@ EXPECTED_STATISTICS = {
               "trend_steps_to_phase_C_sigma", "trend_steps_to_phase_C_neighbour_overlap", "increment_minus_sigma_abs_rho"},
     "imbalance": {"steps_to_x_accuracy_0.5", "steps_to_y_accuracy_0.5", "epochs_to_x_accuracy_0.5",
                   "epochs_to_y_accuracy_0.5", "additive_share_gain", "final_additive_share", "additive_share_chance"},
+    "torus": {"final_additive_share", "additive_share_gain", "additive_share_chance", "final_xy_angle_deg"},
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
               "heldout_to_train_denoise_loss"},
     "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
@@ -56,7 +57,7 @@ EXPECTED_STATISTICS = {
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
-PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4),
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 2),
            "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
            "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
@@ -76,7 +77,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
             if name == "phases":  # eight seeds that chose nothing, a checkpoint every 25 steps
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == list(range(6, 14))
                 assert laptop.checkpoint_every == 25
-            elif name in ("density", "sigma", "imbalance", "ablation"):  # enough seeds that chose nothing for rank tests
+            elif name in ("density", "sigma", "imbalance", "ablation", "torus"):  # enough seeds that chose nothing
                 seeds = list(range(6, 14)) if name == "density" else list(range(6, 11))
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == seeds
                 assert laptop.checkpoint_every == 50
@@ -497,3 +498,23 @@ def test_stripes_figure_draws_every_arm_at_every_size_it_ran(tmp_path, monkeypat
              for line in ax.get_lines() if not line.get_label().startswith("_")}
     plt.close(fig)
     assert lines == {"bumps, N=8": ([1.0], [0.9]), "bumps, N=16": ([0.5, 1.0], [0.3, 0.7]), "stripes, N=16": ([1.0], [0.4])}
+
+
+@pytest.mark.parametrize("final, verdict", [(0.6, "reproduced"), (0.2, "contradicted"), (None, "not measurable")])
+def test_torus_verdict_from_additive_share_against_step_0_and_chance(tmp_path, final, verdict):
+    """Step 0 at 0.3 and chance at 0.12: a final share of 0.6 is a gain, 0.2 a loss; a run set whose
+    final shares straddle the step-0 value decides nothing."""
+    def track(end):
+        return lambda step: {"probe.layer4.additive_share": 0.3 if step == 0 else end,
+                             "probe.layer4.additive_share_chance": 0.12, "score.train.accuracy": 0.5}
+
+    ends = [0.55, 0.1, 0.6, 0.05, 0.5] if final is None else [final + 0.01 * s for s in range(5)]
+    runs = [(f"p{s}", {"data.periodic": True, "training.seed": s}, track(end)) for s, end in enumerate(ends)]
+    runs += [(f"f{s}", {"data.periodic": False, "training.seed": s}, track(0.3)) for s in range(2)]
+    result = torus.analyze_torus(synthetic(runs), context(tmp_path, "torus"))
+    (prediction,) = result["predictions"]
+    assert prediction["verdict"] == verdict and result["verdict"].startswith(verdict)
+    gains = {e["label"]: e["values"] for e in result["statistics"]["additive_share_gain"]["per_setting"]}
+    assert gains["periodic"] == [pytest.approx(e - 0.3) for e in ends] and gains["not periodic"] == [0.0, 0.0]
+    few = torus.analyze_torus(synthetic(runs[:4]), context(tmp_path, "torus"))  # 4 periodic runs: too few
+    assert few["predictions"][0]["verdict"] == "not measurable"

@@ -37,6 +37,7 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     density        24   ~61 min
     sigma          30   ~76 min
     imbalance      35   ~81 min
+    torus          10   ~25 min
     holes          14   ~55 min
     stripes        36   ~92 min
     percolation     -   ~40 s (no training; measured 38 s beside a sweep)
@@ -59,7 +60,7 @@ from ..sweep.grid import expand_grid
 from ..sweep.runner import load_sweep, prepare_sweep_dir, run_sweep
 from ..sweep.tables import aggregate, write_table
 from ..training import checkpoint_schedule
-from . import ablation, density, holes, imbalance, percolation, phases, sigma, stripes
+from . import ablation, density, holes, imbalance, percolation, phases, sigma, stripes, torus
 from .common import Context
 
 SCALES = ("laptop", "full", "tiny")
@@ -185,6 +186,11 @@ TINY_STRIPES = {"training.checkpoint_every": 12}  # frame group + 8 runs: fewer 
 TINY_DIGITS = {**digits_lattice(4.0, 12.0, 2.0), "data.glyph_scale": 0.75}  # a 6 px glyph in the 16 px frame
 TWO_LAYERS = {"probe.layers": ["layer4", "bottleneck"]}
 
+def torus_lattice(size: float, step: float) -> dict:
+    """A lattice that covers the torus of circumference `size` once: x = size is x = 0 there."""
+    return {"data.x_max": size - step, "data.y_max": size - step, "data.dx": step, "data.dy": step}
+
+
 # imbalance: 2D lattices (dx, dy) and 1D controls (bumps along y only, at the frame's centre; not probed:
 # a probe grid needs two axes), as one linked grid key
 IMBALANCE_KEYS = "data.x_min+data.x_max+data.dx+data.dy+probe.during_training"
@@ -259,6 +265,17 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                 "tiny": Scale("tiny", TINY_RUN, {IMBALANCE_KEYS: imbalance_grid(16.0, [(2.0, 2.0), (1.0, 4.0)], [1.0, 4.0])},
                               [0], {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD})},
         analyze=imbalance.analyze_imbalance),
+    Experiment(
+        "torus",
+        claim="On bumps with periodic boundaries the code of (x, y) is factorized: x and y coded by separate parts of "
+              "the representation, a Clifford-torus-like code (follow-up, claim 5 of docs/conventions.md).",
+        measures="additive_share of layer4 at the last checkpoint against the same run at step 0 and against chance "
+                 "(shuffled labels), on a periodic lattice, beside the same lattice without periodic boundaries",
+        scales={"laptop": Scale("default", {**TIMING_RUN, **torus_lattice(32.0, 0.5)}, {"data.periodic": [True, False]},
+                                TIMING_SEEDS),
+                "full": Scale("paper", torus_lattice(32.0, 0.5), {"data.periodic": [True, False]}, TIMING_SEEDS),
+                "tiny": Scale("tiny", {**TINY_RUN, **torus_lattice(16.0, 2.0)}, {"data.periodic": [True, False]}, [0])},
+        analyze=torus.analyze_torus),
     Experiment(
         "holes",
         claim="Models compose well but interpolate poorly over held-out regions, worse as they grow (follow-up, "
