@@ -13,6 +13,7 @@
     diffrep sweep EXPERIMENT [--scale laptop|full|tiny]                 a paper experiment and its finding
     diffrep aggregate DIR... [--out table.csv]                      one row per run and checkpoint
     diffrep report RUN_DIR | SWEEP_DIR | DIR... [--out FILE]        rewrite a report.html (several: overlaid)
+    diffrep findings [DIR ...]                                      recompute kept verdicts from their tables
 
 Bad input gets one line on stderr naming the setting and what is allowed, and exit code 2.
 """
@@ -35,7 +36,7 @@ from .config import DEVICES, HOOK_POINTS, LAYER_ALIASES, PRESETS, ConfigError, l
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
 from .evaluation.patching import PAIRS, patch_checkpoints
 from .evaluation.probes import load_probes
-from .experiments import EXPERIMENTS, SCALES, analyze_sweep, run_experiment
+from .experiments import EXPERIMENTS, SCALES, analyze_sweep, recompute_findings, run_experiment
 from .report import (summary_lines, write_comparison_report, write_pictures, write_report, write_score_curve,
                      write_sweep_report)
 from .report.samples import default_conditions, write_samples
@@ -266,6 +267,17 @@ def cmd_report(args) -> None:
     print(f"report: {report}")
 
 
+def cmd_findings(args) -> None:
+    """Recompute the verdict and figure of every kept experiment folder (experiment.json, sweep.json,
+    table.csv) at or below the given folders, from its table alone."""
+    folders = sorted({p.parent for d in args.dirs for p in Path(d).rglob("experiment.json")})
+    if not folders:
+        raise ConfigError(f"DIR: no kept experiment (experiment.json) at or below {', '.join(args.dirs)}")
+    for folder in folders:
+        findings = recompute_findings(folder)
+        print(f"{folder}: {findings['experiment']} ({findings['scale']} scale): {findings['verdict']}")
+
+
 def cmd_config(args) -> None:
     print(make_config(args.preset or "default", args.overrides).to_json())
 
@@ -416,6 +428,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("dirs", nargs="+", metavar="DIR")
     p.add_argument("--out", help="several runs: the page to write (default report.html in the folder holding them all)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("findings", help="recompute every kept experiment's verdict and figure from its table",
+                       description="For each folder holding an experiment's experiment.json, sweep.json and table.csv "
+                                   "(a sweep directory, or the copies kept in docs/findings/), analyze the table again and "
+                                   "rewrite findings.json and the figure there. Trains nothing.")
+    p.add_argument("dirs", nargs="*", default=["docs/findings"], metavar="DIR", help="default docs/findings")
+    p.set_defaults(func=cmd_findings)
 
     p = sub.add_parser("config", help="print the resolved config of a preset and overrides",
                        description=f"Print a resolved config as JSON. Presets: {presets}.")

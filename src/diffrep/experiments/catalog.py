@@ -58,7 +58,7 @@ from ..evaluation.scoring import evaluation_set
 from ..rundir import atomic_write, read_json
 from ..sweep.grid import expand_grid
 from ..sweep.runner import load_sweep, prepare_sweep_dir, run_sweep
-from ..sweep.tables import aggregate, write_table
+from ..sweep.tables import aggregate, read_table, write_table
 from ..training import checkpoint_schedule
 from . import ablation, density, holes, imbalance, percolation, phases, sigma, stripes, torus
 from .common import Context
@@ -461,9 +461,23 @@ def analyze_sweep(sweep_dir, rows: list[dict]) -> dict | None:
         experiment = EXPERIMENTS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"{root / 'experiment.json'}: not an experiment record of this diffrep; remove it") from None
+    if not experiment.trains:  # no sweep.json: the scale's plan, with the parameters it ran with
+        return _analyze(root, Plan(**{**plan(name, scale).__dict__, "params": params}), rows, runs=0)
     base, grid, seeds = load_sweep(root)
     p = Plan(experiment, scale, base, grid, seeds, params)
     return _analyze(root, p, rows, runs=len(expand_grid(base, grid, seeds)))
+
+
+def recompute_findings(folder) -> dict:
+    """The finding of a kept experiment folder (experiment.json, the sweep's table.csv and, for an
+    experiment that trains, sweep.json; no runs), recomputed from its table: findings.json and the
+    figure written again, no training."""
+    root = Path(folder)
+    for name in ("experiment.json", "table.csv"):
+        if not (root / name).is_file():
+            raise ConfigError(f"{root}: not a kept experiment (no {name}); keep a sweep's experiment.json, sweep.json "
+                              f"and table.csv there")
+    return analyze_sweep(root, read_table(root / "table.csv"))
 
 
 def _context(root: Path, p: Plan) -> Context:

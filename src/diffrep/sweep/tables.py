@@ -151,6 +151,30 @@ def write_table(rows: list[dict], path) -> Path:
     return path
 
 
+def read_table(path) -> list[dict]:
+    """The rows of a `write_table` CSV as `aggregate` made them: empty cells None, numbers and
+    booleans parsed, the list settings kept as the JSON text `flatten_config` writes."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            return [{k: v if k in ("run", "name") else _parsed(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, csv.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the table ({e})") from None
+
+
+def _parsed(text: str):
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _cell(value):
     if value is None:
         return ""
