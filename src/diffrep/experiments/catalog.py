@@ -298,10 +298,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                  "accuracy against the image size N; percolation of the same lattice beside it",
         scales={"laptop": Scale("default", {**LAPTOP_RUN, "scoring.frame_grid": True},
                                 stripes_grid(stripes_points([0.1, 0.3, 1.0], [16], [32], rim=8)), [0, 1],
-                                {"percolation_thresholds": [0.5, 0.8]}),
+                                {"percolation_thresholds": [0.005, 0.05, 0.5]}),
                 "full": Scale("paper", {"scoring.frame_grid": True},
                               stripes_grid(stripes_points([0.05, 0.1, 0.2, 0.3, 0.5, 1.0], [32], [16, 64], rim=8)),
-                              FULL_SEEDS, {"percolation_thresholds": [0.5, 0.8]}),
+                              FULL_SEEDS, {"percolation_thresholds": [0.005, 0.05, 0.5]}),
                 "tiny": Scale("tiny", {**TINY_RUN, **TINY_STRIPES, "scoring.frame_grid": True},
                               stripes_grid([(k, r, 16, lam) for k, r in [("bumps", 0), ("bumps+stripes", 0)] for lam in (0.5, 1.0)]
                                            + [("stripes", 0, 16, 1.0), ("stripes", 4, 16, 1.0),
