@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from diffrep.config import ConfigError, make_config
-from diffrep.model import StopForward, UNet, build_model, resolve_hook
+from diffrep.config import resolve_hook
+from diffrep.model import StopForward, UNet, build_model
 
 
 def tiny_model(**overrides):

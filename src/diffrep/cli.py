@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DEVICES, HOOK_POINTS, LAYER_ALIASES, PRESETS, ConfigError, load_config, make_config
+from .config import DEVICES, HOOK_POINTS, PRESETS, ConfigError, hook_points, layer_aliases, load_config, make_config
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
 from .evaluation.patching import PAIRS, patch_checkpoints
 from .evaluation.probes import load_probes
@@ -160,11 +160,11 @@ def cmd_probe(args) -> None:
 def cmd_patch(args) -> None:
     run = RunDir.open(args.run_dir)
     cfg = run.config()
-    layers = args.layers.split(",") if args.layers else [h for h in HOOK_POINTS if h != "head"]
-    unknown = [layer for layer in layers if LAYER_ALIASES.get(layer, layer) not in HOOK_POINTS]
+    points, aliases = hook_points(cfg.model), layer_aliases(cfg.model)
+    layers = args.layers.split(",") if args.layers else list(points[:-1])  # the last: the prediction itself
+    unknown = [layer for layer in layers if aliases.get(layer, layer) not in points]
     if unknown:
-        raise ConfigError(f"--layers: unknown hook point {unknown[0]!r}; allowed: "
-                          f"{', '.join(HOOK_POINTS + tuple(LAYER_ALIASES))}")
+        raise ConfigError(f"--layers: unknown hook point {unknown[0]!r}; allowed: {', '.join(points + tuple(aliases))}")
     if args.pairs < 1:
         raise ConfigError(f"--pairs: must be >= 1 (got {args.pairs})")
     steps = run.resolve_steps(args.checkpoints)
@@ -383,8 +383,8 @@ def build_parser() -> ArgumentParser:
                                    "RUN_DIR/patching.json.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
-    p.add_argument("--layers", help=f"hook points, comma separated (default: all but head: "
-                                    f"{', '.join(h for h in HOOK_POINTS if h != 'head')}; layer4 = down3)")
+    p.add_argument("--layers", help=f"hook points, comma separated (default: all but the last, the prediction: "
+                                    f"{', '.join(HOOK_POINTS[:-1])}; layer4 = down3; a DiT: embed, block1 ..)")
     p.add_argument("--pairs", type=int, default=PAIRS, help=f"condition pairs per checkpoint (default {PAIRS})")
     p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_patch)

@@ -41,11 +41,30 @@ HOOK_POINTS = ("stem", "down1", "down2", "down3", "mid", "up1", "up2", "up3", "h
 LAYER_ALIASES = {"layer4": "down3", "bottleneck": "mid"}
 
 
-def resolve_hook(name: str) -> str:
-    """A hook point's own name ("layer4" -> "down3"); ConfigError for a name that is neither."""
-    name = LAYER_ALIASES.get(name, name)
-    if name not in HOOK_POINTS:
-        raise ConfigError(f"layer: unknown hook point {name!r}; allowed: {', '.join(HOOK_POINTS + tuple(LAYER_ALIASES))}")
+def hook_points(model: "ModelConfig | None" = None) -> tuple[str, ...]:
+    """The hook points of a model config's network, in forward order: the UNet's HOOK_POINTS, or the
+    DiT's embed, block1 .. blockN, final."""
+    if model is None or model.arch == "unet":
+        return HOOK_POINTS
+    return ("embed", *(f"block{i}" for i in range(1, model.dit_depth + 1)), "final")
+
+
+def layer_aliases(model: "ModelConfig | None" = None) -> dict[str, str]:
+    """The papers' names for two hook points. In the DiT, whose blocks all see the whole image at one
+    resolution, layer4 (the UNet's late encoder) is the block at half depth and the bottleneck the one
+    after it."""
+    if model is None or model.arch == "unet":
+        return LAYER_ALIASES
+    middle = max(model.dit_depth // 2, 1)
+    return {"layer4": f"block{middle}", "bottleneck": f"block{min(middle + 1, model.dit_depth)}"}
+
+
+def resolve_hook(name: str, model: "ModelConfig | None" = None) -> str:
+    """A hook point's own name ("layer4" -> "down3" in the UNet); ConfigError for a name that is neither."""
+    points, aliases = hook_points(model), layer_aliases(model)
+    name = aliases.get(name, name)
+    if name not in points:
+        raise ConfigError(f"layer: unknown hook point {name!r}; allowed: {', '.join(points + tuple(aliases))}")
     return name
 
 
@@ -110,6 +129,13 @@ class ModelConfig:
     skips: bool = True  # the UNet's long skip connections (encoder features concatenated into the decoder)
     groups: int = 8  # GroupNorm groups (capped at the channel count)
     heads: int = 1  # attention heads
+    # unet: the papers' convolutional UNet | dit: a small diffusion transformer (patches, adaptive layer
+    # norm on the same (t, x, y) conditioning), the backbone of recent image and video models
+    arch: str = "unet"
+    patch_size: int = 4  # dit: pixels per patch side (a 32 x 32 image is 8 x 8 = 64 tokens)
+    dit_width: int = 96  # dit: token width
+    dit_depth: int = 6  # dit: transformer blocks
+    dit_heads: int = 4  # dit: attention heads
 
 
 @dataclass
@@ -181,7 +207,7 @@ class ProbeConfig:
     # during training, keep the activations (first draw, float16) at steps divisible by this and the
     # last, for the report's pictures; 0 keeps none (`diffrep probe` keeps those it probes)
     keep_every: int = 250
-    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (HOOK_POINTS or LAYER_ALIASES)
+    layers: list[str] = field(default_factory=lambda: ["layer4"])  # hook points (`hook_points`, or `layer_aliases`)
     # What the layer sees (probes.probe_inputs): "independent" noise per condition and draw on a blank
     # image, as the sampler starts each sample from its own noise; "clean": each condition's own image
     # noised; "shared": one noise draw for every condition, so that all differences come from (x, y).
@@ -554,6 +580,12 @@ def validate(cfg: Config) -> None:
     _check(0 <= m.label_dropout <= 1, f"model.label_dropout: must be in [0, 1] (got {m.label_dropout})")
     _check(m.groups >= 1, f"model.groups: must be >= 1 (got {m.groups})")
     _check(m.heads >= 1, f"model.heads: must be >= 1 (got {m.heads})")
+    _choice(m.arch, "model.arch", ("unet", "dit"))
+    _check(m.patch_size >= 1 and d.image_size % m.patch_size == 0,
+           f"model.patch_size: must divide data.image_size ({d.image_size}) (got {m.patch_size})")
+    _check(m.dit_depth >= 1, f"model.dit_depth: must be >= 1 (got {m.dit_depth})")
+    _check(m.dit_heads >= 1 and m.dit_width >= 2 and m.dit_width % m.dit_heads == 0,
+           f"model.dit_width: must be divisible by model.dit_heads ({m.dit_heads}) (got {m.dit_width})")
 
     _choice(f.schedule, "diffusion.schedule", ("linear",))
     _check(2 <= f.timesteps <= 100_000, f"diffusion.timesteps: must be in [2, 100000] (got {f.timesteps})")
@@ -610,7 +642,7 @@ def validate(cfg: Config) -> None:
            f"probe.layers: must be a non-empty list of distinct hook points (got {p.layers})")
     for name in p.layers:
         try:
-            resolve_hook(name)
+            resolve_hook(name, m)
         except ConfigError as e:
             raise ConfigError(f"probe.layers: {str(e).removeprefix('layer: ')}") from None
     _check(0 <= p.timestep < f.timesteps,

@@ -16,7 +16,7 @@ and the run's `DataConfig`, so every checkpoint of a run is measured on the same
               (it carries the bump at small t); "shared" gives every condition one noise draw, so
               that all differences between conditions come from (x, y): a randomly initialized
               network's smooth map of them then looks ordered (docs/tuning.md, "The probe").
-  activations the output of each named hook point (`diffrep.model.UNet.HOOKS`, or the aliases
+  activations the output of each named hook point (`config.hook_points`, or the aliases
               "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid), with the
               model in eval mode under `torch.inference_mode`, flattened per condition to
               [K, C * H * W] float32 (C, H, W order). The forward pass stops once the last
@@ -78,7 +78,7 @@ import torch
 
 from ..config import Config, DataConfig, ProbeConfig
 from ..data import in_region, render_for
-from ..model import StopForward, resolve_hook
+from ..model import StopForward
 from ..rundir import RunDir, atomic_write, read_json, read_npz
 
 
@@ -130,8 +130,6 @@ def capture_activations(model, conditions, layers, inputs: torch.Tensor, timeste
     this can be called from inside a training loop. Deterministic: the same model and arguments
     give identical arrays (fixed batch size).
     """
-    for name in layers:
-        resolve_hook(name)
     device = next(model.parameters()).device
     conditions = torch.as_tensor(np.asarray(conditions), dtype=torch.float32)
     chunks: dict[str, list[np.ndarray]] = {name: [] for name in layers}
