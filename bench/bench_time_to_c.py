@@ -97,7 +97,7 @@ import torch
 from torch import nn
 
 from bench_train import count_step_flops, sync
-from diffrep.config import Config, ConfigError, DiffusionConfig, make_config, parse_override
+from diffrep.config import LAYER_ALIASES, Config, ConfigError, DiffusionConfig, make_config, parse_override
 from diffrep.diffusion import NoiseSchedule
 from diffrep.evaluation.evaluate import Evaluator
 from diffrep.model import SinusoidalEncoding, capture_outputs
@@ -140,7 +140,8 @@ class DiffusersUNet(nn.Module):
 
     def capture(self, names, stop_early: bool = False):
         """`diffrep.model.UNet.capture` on the analogous blocks (layer4 = down3, mid = bottleneck)."""
-        return capture_outputs({"down3": self.unet.down_blocks[-1], "mid": self.unet.mid_block}, names, stop_early)
+        return capture_outputs({"down3": self.unet.down_blocks[-1], "mid": self.unet.mid_block}, names, stop_early,
+                               LAYER_ALIASES)
 
 
 class DiffusersNoising(NoiseSchedule):

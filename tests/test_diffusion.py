@@ -7,7 +7,8 @@ import torch
 
 from diffrep.config import ConfigError, DiffusionConfig, make_config
 from diffrep.data import render
-from diffrep.diffusion import DDIMSampler, DDPMSampler, NoiseSchedule, make_sampler, min_snr_weights, sample
+from diffrep.diffusion import (DDIMSampler, DDPMSampler, EulerSampler, NoiseSchedule, make_sampler, make_schedule,
+                               min_snr_weights, sample)
 from diffrep.model import build_model
 
 SCHEDULE = NoiseSchedule(DiffusionConfig())
@@ -76,8 +77,60 @@ def test_sampling_is_deterministic_for_a_seed():
 def test_make_sampler_rejects_bad_choices():
     with pytest.raises(ConfigError, match="--steps"):
         make_sampler("ddim", SCHEDULE, 0)
-    with pytest.raises(ConfigError, match="--sampler"):
+    with pytest.raises(ConfigError, match="--sampler: diffusion.objective epsilon samples with ddim, ddpm"):
         make_sampler("euler", SCHEDULE)
+    with pytest.raises(ConfigError, match="--sampler: diffusion.objective flow samples with euler"):
+        make_sampler("ddim", FLOW, 10)
+
+
+V_SCHEDULE = NoiseSchedule(DiffusionConfig(objective="v"))
+FLOW = make_schedule(DiffusionConfig(objective="flow"))
+
+
+class VOracle(Oracle):
+    """The exact v predictor for a single image x0: v = sqrt(ab) eps - sqrt(1 - ab) x0."""
+
+    def forward(self, x, t, labels):
+        ab = self.schedule.alpha_bar(t.cpu(), x)
+        return ab.sqrt() * super().forward(x, t, labels) - (1 - ab).sqrt() * self.x0
+
+
+class FlowOracle(Oracle):
+    """The exact velocity for a single image x0 on x_s = (1 - s) x0 + s noise: (x_s - x0) / s."""
+
+    def forward(self, x, t, labels):
+        return (x - self.x0) / self.schedule.level(t.cpu(), x)
+
+
+@pytest.mark.parametrize("oracle, sampler", [
+    (VOracle, DDPMSampler(V_SCHEDULE)), (VOracle, DDIMSampler(V_SCHEDULE, 20)), (VOracle, DDIMSampler(V_SCHEDULE, 20, eta=1.0)),
+    (FlowOracle, EulerSampler(FLOW, 20)), (FlowOracle, EulerSampler(FLOW, 3)),
+], ids=["v-ddpm", "v-ddim20", "v-ddim20_eta1", "flow-euler20", "flow-euler3"])
+def test_v_and_flow_samplers_recover_the_data_under_their_oracles(oracle, sampler):
+    x0 = render(torch.tensor([[10.0, 20.0], [20.0, 5.5]]))
+    images = sample(oracle(x0, sampler.schedule), sampler, torch.zeros(2, 2), image_size=32, seed=3)
+    assert (images - x0).abs().max().item() < 1e-3
+
+
+def test_each_objective_learns_what_its_sampler_reads():
+    """The training target at x_t is what the oracle predicts there, and the DDPM samplers read v back
+    as the noise; flow's path is linear from the data (s = 0) to the noise (s = 1)."""
+    x0 = render(torch.tensor([[10.0, 20.0], [20.0, 5.5]]))
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([100, 700])
+    for schedule, oracle in ((SCHEDULE, Oracle), (V_SCHEDULE, VOracle), (FLOW, FlowOracle)):
+        x_t = schedule.add_noise(x0, noise, t)
+        target = schedule.target(x0, noise, t)
+        assert torch.allclose(oracle(x0, schedule)(x_t, t, None), target, atol=1e-4)
+    v = V_SCHEDULE.target(x0, noise, t)
+    assert torch.allclose(V_SCHEDULE.to_epsilon(v, V_SCHEDULE.add_noise(x0, noise, t), t), noise, atol=1e-5)
+    assert torch.equal(FLOW.add_noise(x0, noise, torch.tensor([-1, FLOW.timesteps - 1])), torch.stack([x0[0], noise[1]]))
+
+
+def test_min_snr_weights_of_v_prediction():
+    timesteps = torch.arange(1000)
+    snr = V_SCHEDULE.snr(timesteps)
+    assert torch.allclose(min_snr_weights(V_SCHEDULE, timesteps, 5.0), snr.clamp(max=5.0) / (snr + 1))
 
 
 def test_min_snr_weights_only_the_nearly_clean_timesteps():

@@ -138,12 +138,20 @@ class ModelConfig:
     dit_heads: int = 4  # dit: attention heads
 
 
+# What the network learns to predict (diffusion.py), and the samplers of each objective.
+OBJECTIVES = ("epsilon", "v", "flow")
+SAMPLERS = {"epsilon": ("ddim", "ddpm"), "v": ("ddim", "ddpm"), "flow": ("euler",)}
+
+
 @dataclass
 class DiffusionConfig:
     timesteps: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
     schedule: str = "linear"  # linear (the paper's); the schedule is separate from the samplers
+    # epsilon: the noise (DDPM, the papers') | v: v-prediction | flow: flow matching's velocity on the
+    # straight path from data to noise; flow samples with scoring.sampler = euler and trains unweighted
+    objective: str = "epsilon"
 
 
 @dataclass
@@ -625,7 +633,12 @@ def validate(cfg: Config) -> None:
     s = cfg.scoring
     _check(1 <= s.grid <= 64, f"scoring.grid: must be in [1, 64] (got {s.grid})")
     _check(1 <= s.heldout_max <= 4096, f"scoring.heldout_max: must be in [1, 4096] (got {s.heldout_max})")
-    _choice(s.sampler, "scoring.sampler", ("ddim", "ddpm"))
+    _choice(f.objective, "diffusion.objective", OBJECTIVES)
+    _check(s.sampler in SAMPLERS[f.objective], f"scoring.sampler: diffusion.objective {f.objective} samples with "
+           f"{', '.join(SAMPLERS[f.objective])} (got {s.sampler!r})")
+    _check(f.objective != "flow" or t.loss_weighting == "uniform",
+           "training.loss_weighting: diffusion.objective flow trains with uniform (min_snr weighs noise and v "
+           f"predictions) (got {t.loss_weighting})")
     _check(1 <= s.sampler_steps <= f.timesteps,
            f"scoring.sampler_steps: must be in [1, diffusion.timesteps] (got {s.sampler_steps})")
     _check(0 <= s.eta <= 1, f"scoring.eta: must be in [0, 1] (got {s.eta})")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from . import provenance
 from .config import Config, ConfigError, TrainingConfig
 from .data import BumpDataset
-from .diffusion import NoiseSchedule, noise_loss
+from .diffusion import make_schedule, noise_loss
 from .model import UNet, build_model
 from .rundir import STATE_PREFIXES, CheckpointError, RunDir
 
@@ -190,7 +190,7 @@ class Trainer:
         # the CPU (bench/bench_optimizer.py: a few ms of a ~85 ms step); deterministic like it.
         self.optimizer = adamw(self.model.parameters(), t, fused=True)
         self.generator = torch.Generator().manual_seed(t.seed)  # every random draw of training
-        self.schedule = NoiseSchedule(self.cfg.diffusion)
+        self.schedule = make_schedule(self.cfg.diffusion)
         self.dataset = BumpDataset(self.cfg.data)
         self.train_conditions = torch.as_tensor(self.dataset.train_conditions, dtype=torch.float32)
         self.step = 0
@@ -293,8 +293,9 @@ class Trainer:
         x0 = self.dataset.render(labels)
         x0, noise, labels, drop, tdev = (v.to(self.device) for v in (x0, noise, labels, drop, timesteps))
         x_t = self.schedule.add_noise(x0, noise, timesteps)
-        eps = self.model(x_t, tdev, labels, drop)
-        loss, per_sample = noise_loss(eps, noise, timesteps, self.schedule, t.loss_weighting, t.min_snr_gamma)
+        pred = self.model(x_t, tdev, labels, drop)
+        target = self.schedule.target(x0, noise, timesteps)
+        loss, per_sample = noise_loss(pred, target, timesteps, self.schedule, t.loss_weighting, t.min_snr_gamma)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss.item()} at step {self.step + 1}")
 

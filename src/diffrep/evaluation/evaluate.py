@@ -3,7 +3,7 @@
 At a checkpoint the `Evaluator` scores generation on the run's evaluation set (scoring.py), probes
 the representation (probes.py) and labels its phase (phases.py), writing their files and one
 metrics.jsonl line each; at the checkpoint that finishes the run it also scores with DDPM over all
-T steps (`scoring.final_ddpm`: the final numbers, `final.*` in metrics.jsonl, since the fast sampler
+T steps (Euler over T steps for flow; `scoring.final_ddpm`: the final numbers, `final.*` in metrics.jsonl, since the fast sampler
 of the curves overstates late accuracy). `analyze_run` then reads the probes and scores of every
 checkpoint into the run's phases.json: phase beside outcome, the onsets, the lag and the agreement.
 """
@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..config import Config
-from ..diffusion import NoiseSchedule
+from ..diffusion import make_schedule
 from ..rundir import RunDir, atomic_write
 from ..training import finishes, load_model
 from . import probes, scoring
@@ -32,7 +32,7 @@ class Evaluator:
 
     def __init__(self, cfg: Config, run: RunDir):
         self.cfg, self.run = cfg, run
-        self.schedule = NoiseSchedule(cfg.diffusion)
+        self.schedule = make_schedule(cfg.diffusion)
         self.evalset = evaluation_set(cfg) if cfg.scoring.during_training else None
 
     def __call__(self, model, step: int, status=lambda text: None) -> None:
@@ -43,7 +43,7 @@ class Evaluator:
             self.probe(model, step)
         if (self.cfg.scoring.during_training and self.cfg.scoring.final_ddpm
                 and finishes(self.cfg, self.run.checkpoint_steps() + [step], self.run.metrics())):
-            self.score(model, step, self.cfg.with_overrides({"scoring.sampler": "ddpm"}), "final", status)
+            self.score(model, step, scoring.final_scoring(self.cfg), "final", status)
 
     def score(self, model, step: int, cfg: Config, prefix: str, status) -> None:
         status(f"step {step}: scoring {len(self.evalset.conditions)} samples ({sampler_tag(cfg)})")
@@ -76,7 +76,7 @@ def probe_checkpoints(run: RunDir, cfg: Config, steps: list[int], device: torch.
     """Probe and label the checkpoints `steps` with cfg.probe, each loaded onto `device` (into
     `RunDir.probe_folder`, activations kept, no metrics line), yielding each step as it is done. The
     caller holds the run's lock."""
-    schedule = NoiseSchedule(cfg.diffusion)
+    schedule = make_schedule(cfg.diffusion)
     for step in steps:
         result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema", device=device), cfg, schedule)
         labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}

@@ -31,7 +31,7 @@ import torch
 from ..config import Config, ConfigError
 from ..data import BumpDataset, evenly_spaced, in_region, lattice, render_for
 from .detect import OUTCOMES, detect, summarize
-from ..diffusion import NoiseSchedule, make_sampler, sample
+from ..diffusion import make_sampler, make_schedule, sample
 from ..rundir import RunDir, atomic_write, read_json
 
 
@@ -101,9 +101,10 @@ DENOISE_TIMESTEP_FRACTIONS = (0.5, 0.75)
 
 
 def denoising_loss(model, cfg: Config, conditions: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """[K] mean squared error of the predicted noise for each condition's clean image, averaged over
-    the timesteps DENOISE_TIMESTEP_FRACTIONS * (T - 1), with one noise draw (`scoring.seed`)."""
-    schedule = NoiseSchedule(cfg.diffusion)
+    """[K] mean squared error of the prediction (the objective's target: the noise, v or the velocity)
+    for each condition's clean image, averaged over the timesteps DENOISE_TIMESTEP_FRACTIONS * (T - 1),
+    with one noise draw (`scoring.seed`)."""
+    schedule = make_schedule(cfg.diffusion)
     x0 = render_for(conditions, cfg.data)
     labels = torch.as_tensor(conditions, dtype=torch.float32)
     generator = torch.Generator().manual_seed(cfg.scoring.seed)
@@ -113,28 +114,36 @@ def denoising_loss(model, cfg: Config, conditions: np.ndarray, batch_size: int =
         for fraction in DENOISE_TIMESTEP_FRACTIONS:
             t = torch.full((len(conditions),), round(fraction * (schedule.timesteps - 1)), dtype=torch.long)
             noise = torch.randn(x0.shape, generator=generator)
-            x_t = schedule.add_noise(x0, noise, t)
+            x_t, target = schedule.add_noise(x0, noise, t), schedule.target(x0, noise, t)
             for start in range(0, len(conditions), batch_size):
                 part = slice(start, start + batch_size)
-                eps = model(x_t[part].to(device), t[part].to(device), labels[part].to(device)).float().cpu()
-                losses[part] += ((eps - noise[part]) ** 2).mean(dim=(1, 2, 3)).double()
+                pred = model(x_t[part].to(device), t[part].to(device), labels[part].to(device)).float().cpu()
+                losses[part] += ((pred - target[part]) ** 2).mean(dim=(1, 2, 3)).double()
     return (losses / len(DENOISE_TIMESTEP_FRACTIONS)).numpy()
 
 
 def sampler_tag(cfg: Config) -> str:
-    """'ddim25', 'ddim25eta0', 'ddpm1000', 'ddim25_raw': sampler, steps, eta (if not 1) and weights
-    (if not EMA), as in file names."""
+    """'ddim25', 'ddim25eta0', 'ddpm1000', 'euler25', 'ddim25_raw': sampler, steps, eta (if not 1) and
+    weights (if not EMA), as in file names."""
     s = cfg.scoring
-    name = f"ddim{s.sampler_steps}" if s.sampler == "ddim" else f"ddpm{cfg.diffusion.timesteps}"
+    name = f"ddpm{cfg.diffusion.timesteps}" if s.sampler == "ddpm" else f"{s.sampler}{s.sampler_steps}"
     if s.sampler == "ddim" and s.eta != 1.0:
         name += f"eta{s.eta:g}"
     return name if s.weights == "ema" else f"{name}_{s.weights}"
 
 
 def scoring_sampler(cfg: Config):
-    """The sampler of cfg.scoring (DDIM with its steps and eta, or DDPM over all T steps)."""
+    """The sampler of cfg.scoring (DDIM with its steps and eta, DDPM over all T steps, or Euler with its steps)."""
     s = cfg.scoring
-    return make_sampler(s.sampler, NoiseSchedule(cfg.diffusion), s.sampler_steps if s.sampler == "ddim" else None, s.eta)
+    return make_sampler(s.sampler, make_schedule(cfg.diffusion), None if s.sampler == "ddpm" else s.sampler_steps, s.eta)
+
+
+def final_scoring(cfg: Config) -> Config:
+    """cfg with the sampler of a run's final numbers: DDPM over all T steps, or for flow Euler over T
+    steps (the fast sampler of the curves overstates late accuracy, docs/tuning.md)."""
+    if cfg.diffusion.objective == "flow":
+        return cfg.with_overrides({"scoring.sampler": "euler", "scoring.sampler_steps": cfg.diffusion.timesteps})
+    return cfg.with_overrides({"scoring.sampler": "ddpm"})
 
 
 def detect_samples(images, targets, cfg: Config):
