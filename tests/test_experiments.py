@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffrep.experiments import ablation, catalog, density, holes, imbalance, sigma, stats, stripes, torus
+from diffrep.experiments import ablation, catalog, density, families, holes, imbalance, sigma, stats, stripes, torus
 from diffrep.experiments import phases as phases_experiment
 from diffrep.experiments import common
 from diffrep.experiments.common import Context
@@ -55,9 +55,10 @@ EXPECTED_STATISTICS = {
     "percolation": {"largest_cluster_fraction", "largest_cluster_share", "onset_lambda"},
     "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
+    "families": {"first_step_A", "first_step_B", "first_step_C", "lag_c_to_accurate", "agreement", "runs_in_order"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
-PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 2),
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 2), "families": ("first_step_C", 4),
            "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
            "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
@@ -77,7 +78,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
             if name == "phases":  # eight seeds that chose nothing, a checkpoint every 25 steps
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == list(range(6, 14))
                 assert laptop.checkpoint_every == 25
-            elif name in ("density", "sigma", "imbalance", "ablation", "torus"):  # enough seeds that chose nothing
+            elif name in ("density", "sigma", "imbalance", "ablation", "torus", "families"):  # seeds that chose nothing
                 seeds = list(range(6, 14)) if name == "density" else list(range(6, 11))
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == seeds
                 assert laptop.checkpoint_every == 50
@@ -518,3 +519,25 @@ def test_torus_verdict_from_additive_share_against_step_0_and_chance(tmp_path, f
     assert gains["periodic"] == [pytest.approx(e - 0.3) for e in ends] and gains["not periodic"] == [0.0, 0.0]
     few = torus.analyze_torus(synthetic(runs[:4]), context(tmp_path, "torus"))  # 4 periodic runs: too few
     assert few["predictions"][0]["verdict"] == "not measurable"
+
+
+@pytest.mark.parametrize("dit_c, dit_accurate, verdict", [
+    (500, 1000, "reproduced"),  # every family: A -> B -> C, accurate after C
+    (1000, 500, "contradicted"),  # the DiT families generate accurately before their code is ordered
+    (None, None, "not measurable"),  # the DiT families never reach C: nothing to decide there
+])
+def test_families_verdict_needs_order_and_lag_in_every_family(tmp_path, dit_c, dit_accurate, verdict):
+    runs = []
+    for arch in ("unet", "dit"):
+        for objective, sampler, weighting in (("epsilon", "ddim", "min_snr"), ("flow", "euler", "uniform")):
+            for seed in range(8):
+                c, accurate = (500, 1000) if arch == "unet" else (dit_c, dit_accurate)
+                over = {"model.arch": arch, "diffusion.objective": objective, "scoring.sampler": sampler,
+                        "training.loss_weighting": weighting, "training.seed": seed}
+                runs.append((f"{arch}-{objective}-{seed}", over, phase_track(c, accurate_step=accurate)))
+    result = families.analyze_families(synthetic(runs), context(tmp_path, "families"))
+    general, *per_family = result["predictions"]
+    assert general["verdict"] == verdict and result["verdict"].startswith(verdict)
+    assert {p["name"] for p in per_family} == {f"{k} ({a}, {o})" for k in ("order", "agreement", "lag")
+                                               for a in ("dit", "unet") for o in ("epsilon", "flow")}
+    assert next(p for p in per_family if p["name"] == "lag (unet, flow)")["verdict"] == "reproduced"

@@ -42,7 +42,11 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     stripes        36   ~92 min
     percolation     -   ~40 s (no training; measured 38 s beside a sweep)
     ablation       35   ~112 min
+    families       20   ~51 min
     digits          4   ~10 min
+
+The estimate counts a DiT run as a UNet run of the same config; a DiT training step (model.arch = dit,
+its defaults) measured 1.3x the default UNet's on this CPU, so the families experiment takes longer.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ from ..sweep.grid import expand_grid
 from ..sweep.runner import load_sweep, prepare_sweep_dir, run_sweep
 from ..sweep.tables import aggregate, read_table, write_table
 from ..training import checkpoint_schedule
-from . import ablation, density, holes, imbalance, percolation, phases, sigma, stripes, torus
+from . import ablation, density, families, holes, imbalance, percolation, phases, sigma, stripes, torus
 from .common import Context
 
 SCALES = ("laptop", "full", "tiny")
@@ -185,6 +189,12 @@ def digits_lattice(lo: float, hi: float, step: float) -> dict:
 TINY_STRIPES = {"training.checkpoint_every": 12}  # frame group + 8 runs: fewer checkpoints keep the test short
 TINY_DIGITS = {**digits_lattice(4.0, 12.0, 2.0), "data.glyph_scale": 0.75}  # a 6 px glyph in the 16 px frame
 TWO_LAYERS = {"probe.layers": ["layer4", "bottleneck"]}
+
+# families: backbone x objective, with the sampler and loss weighting each objective takes
+FAMILY_KEYS = "model.arch+diffusion.objective+scoring.sampler+training.loss_weighting"
+FAMILIES = [[arch, objective, sampler, weighting] for arch in ("unet", "dit")
+            for objective, sampler, weighting in (("epsilon", "ddim", "min_snr"), ("flow", "euler", "uniform"))]
+
 
 def torus_lattice(size: float, step: float) -> dict:
     """A lattice that covers the torus of circumference `size` once: x = size is x = 0 there."""
@@ -339,6 +349,19 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
                               ablation_grid([8], [16, 8], [8, 16, 16], only=("baseline", "bottleneck attention",
                                                                             "no skips", "mlp labels")), [0])},
         analyze=ablation.analyze_ablation),
+    Experiment(
+        "families",
+        claim="Open question: are the phases a property of the UNet trained with DDPM's loss, or of diffusion training "
+              "in general (transformer backbones, flow matching)?",
+        measures="the phases experiment's onsets, lag and three predictions for four families: UNet and DiT "
+                 "(model.arch), each with the noise objective and with flow matching (diffusion.objective)",
+        scales={"laptop": Scale("default", TIMING_RUN, {FAMILY_KEYS: FAMILIES}, TIMING_SEEDS),
+                "full": Scale("paper", {}, {FAMILY_KEYS: FAMILIES}, TIMING_SEEDS),
+                "tiny": Scale("tiny", {**TINY_RUN, "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 2,
+                                       "model.dit_heads": 2},
+                              {FAMILY_KEYS: [[a, o, s, "uniform"] for a, o, s, _ in FAMILIES]},  # tiny: unweighted
+                              [0])},
+        analyze=families.analyze_families),
     Experiment(
         "digits",
         claim="Open question: do the same phases appear on images no one rendered as bumps?",
