@@ -3,8 +3,6 @@ initialization, exact interventions, and a run that trains, is probed and resume
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -13,8 +11,7 @@ from diffrep.config import ConfigError, hook_points, layer_aliases, make_config
 from diffrep.diffusion import sample
 from diffrep.evaluation.scoring import scoring_sampler
 from diffrep.model import DiT, build_model
-from diffrep.rundir import RunDir
-from test_training import assert_same_run, resume, tiny_run
+from test_training import assert_resumes_exactly, tiny_run
 
 TINY_DIT = {"model.arch": "dit", "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 3, "model.dit_heads": 2}
 
@@ -72,11 +69,7 @@ def test_a_dit_run_is_probed_and_resumes_exactly(tmp_path):
     assert records and "phase.layer4" in records[-1]  # probed at block1, the DiT's layer4
     losses = [r["loss"] for r in whole.metrics() if "loss" in r]
     assert losses[-1] < losses[0]
-    part = tmp_path / "part"
-    shutil.copytree(whole.path, part)
-    (part / "checkpoints" / "step_00000040.safetensors").unlink()
-    assert resume(part).returncode == 0
-    assert_same_run(whole, RunDir(part))
+    assert_resumes_exactly(whole, tmp_path)
 
 
 @pytest.mark.parametrize("setting, needle", [

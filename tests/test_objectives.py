@@ -3,13 +3,10 @@ is scored with its own sampler and resumes exactly; settings that do not go toge
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from diffrep.cli import main
-from diffrep.rundir import RunDir
-from test_training import assert_same_run, resume, tiny_run
+from test_training import assert_resumes_exactly, tiny_run
 
 FLOW = {"diffusion.objective": "flow", "scoring.sampler": "euler"}
 
@@ -28,11 +25,7 @@ def test_a_run_of_each_objective_trains_scores_and_resumes_exactly(tmp_path, ove
     assert {r["score.sampler"] for r in metrics if "score.sampler" in r} == {sampler}
     final = [r for r in metrics if "final.sampler" in r]
     assert final and final[-1]["final.sampler"] == ("euler100" if sampler.startswith("euler") else "ddpm100")
-    part = tmp_path / "part"
-    shutil.copytree(whole.path, part)
-    (part / "checkpoints" / "step_00000040.safetensors").unlink()
-    assert resume(part).returncode == 0
-    assert_same_run(whole, RunDir(part))
+    assert_resumes_exactly(whole, tmp_path)
 
 
 @pytest.mark.parametrize("settings, needle", [

@@ -28,6 +28,18 @@ def final_tensors(run: RunDir) -> dict:
     return {k: v for k, v in tensors.items() if k.startswith(("model.", "ema."))}
 
 
+def assert_resumes_exactly(whole: RunDir, tmp_path) -> None:
+    """A copy of a finished run cut back to its previous checkpoint (which keeps its resume state) and
+    resumed by `diffrep train --resume` in another process ends as the whole run did."""
+    import shutil
+
+    part = RunDir(tmp_path / "part")
+    shutil.copytree(whole.path, part.path)
+    part.checkpoint_path(whole.checkpoint_steps()[-1]).unlink()
+    assert resume(part.path).returncode == 0
+    assert_same_run(whole, part)
+
+
 def deterministic_metrics(run: RunDir) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in run.metrics()]
 
@@ -96,17 +108,10 @@ def test_adam_beta2_reaches_the_optimizer(tmp_path):
 
 
 def test_resume_follows_the_cosine_schedule_exactly(tmp_path):
-    import shutil
-
     whole = tiny_run(tmp_path / "whole", **{"training.lr_decay": "cosine"})
     logged = {r["step"]: r["lr"] for r in whole.metrics() if "lr" in r}
     assert logged[40] == pytest.approx(0, abs=1e-12) and logged[25] < logged[5]
-    # Cut the run back to its previous checkpoint (which keeps its resume state) and resume.
-    part = tmp_path / "part"
-    shutil.copytree(whole.path, part)
-    (part / "checkpoints" / "step_00000040.safetensors").unlink()
-    assert resume(part).returncode == 0
-    assert_same_run(whole, RunDir(part))
+    assert_resumes_exactly(whole, tmp_path)
 
 
 def test_run_directory_describes_itself(reference):

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import DEVICES, HOOK_POINTS, PRESETS, ConfigError, hook_points, layer_aliases, load_config, make_config
+from .config import (DEVICES, HOOK_POINTS, PRESETS, SAMPLERS, ConfigError, hook_points, load_config, make_config,
+                     resolve_hook)
 from .evaluation.evaluate import analyze_run, probe_checkpoints, score_checkpoints
 from .evaluation.patching import PAIRS, patch_checkpoints
 from .evaluation.probes import load_probes
@@ -160,11 +161,12 @@ def cmd_probe(args) -> None:
 def cmd_patch(args) -> None:
     run = RunDir.open(args.run_dir)
     cfg = run.config()
-    points, aliases = hook_points(cfg.model), layer_aliases(cfg.model)
-    layers = args.layers.split(",") if args.layers else list(points[:-1])  # the last: the prediction itself
-    unknown = [layer for layer in layers if aliases.get(layer, layer) not in points]
-    if unknown:
-        raise ConfigError(f"--layers: unknown hook point {unknown[0]!r}; allowed: {', '.join(points + tuple(aliases))}")
+    layers = args.layers.split(",") if args.layers else list(hook_points(cfg.model)[:-1])  # the last: the prediction
+    for layer in layers:
+        try:
+            resolve_hook(layer, cfg.model)
+        except ConfigError as e:
+            raise ConfigError(f"--layers: {str(e).removeprefix('layer: ')}") from None
     if args.pairs < 1:
         raise ConfigError(f"--pairs: must be >= 1 (got {args.pairs})")
     steps = run.resolve_steps(args.checkpoints)
@@ -317,6 +319,7 @@ def build_parser() -> ArgumentParser:
     presets = ", ".join(PRESETS)
     set_help = "override a setting, e.g. --set training.lr=3e-4 (repeatable; values are JSON)"
     device_help = "where the checkpoints are loaded and run: auto (cuda if there is one), cpu or cuda (default: the run's training.device)"
+    sampler_names = list(dict.fromkeys(name for names in SAMPLERS.values() for name in names))  # every objective's
 
     p = sub.add_parser("train", help="train a conditional DDPM into a run directory",
                        description=f"Train a run. Presets: {presets}.")
@@ -335,7 +338,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoint", default="latest", help="a checkpoint step, or latest (default)")
     p.add_argument("--at", action="append", metavar="X,Y", help="a condition in pixels (repeatable; default: 16 spread over the lattice)")
-    p.add_argument("--sampler", choices=["ddim", "ddpm", "euler"], help="ddim or ddpm (all T steps); euler for "
+    p.add_argument("--sampler", choices=sampler_names, help="ddim or ddpm (all T steps); euler for "
                    "diffusion.objective flow; default: the run's scoring sampler")
     p.add_argument("--steps", type=int, help="DDIM steps (default: the run's scoring.sampler_steps)")
     p.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default: the run's scoring.eta)")
@@ -350,7 +353,7 @@ def build_parser() -> ArgumentParser:
                                    "(no bump, several, one wrong, one accurate). Settings default to the run's scoring config.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
-    p.add_argument("--sampler", choices=["ddim", "ddpm", "euler"], help="ddim (fast, for curves) or ddpm (1000 steps, "
+    p.add_argument("--sampler", choices=sampler_names, help="ddim (fast, for curves) or ddpm (1000 steps, "
                    "final numbers); euler (its --steps) for diffusion.objective flow")
     p.add_argument("--steps", type=int, help="DDIM steps")
     p.add_argument("--eta", type=float, help="DDIM eta: 1 (default) adds DDPM-like noise at each step, 0 is deterministic")

@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..plots import plot_setting_curves
 from ..sweep.tables import final_value, time_to
 from .common import Context, additive_share_gain, epochs, first_rows, per_setting, save_figure, setting_curves, short
-from .stats import ALPHA, CONTRADICTED, NOT_MEASURABLE, REPRODUCED, overall, shift_test, shift_word, verdict
+from .stats import CONTRADICTED, NOT_MEASURABLE, REPRODUCED, overall, shift_direction, shift_test, shift_word, verdict
 
 AXIS_ACCURACY_THRESHOLD = 0.5  # x-only / y-only accuracy that counts as "learned"
 
@@ -35,13 +35,6 @@ def is_1d(row: dict) -> bool:
 def setting_label(row: dict) -> str:
     dy = float(row["data.dy"])
     return f"y only, dy {dy:g}" if is_1d(row) else f"dx {float(row['data.dx']):g}, dy {dy:g}"
-
-
-def _resolved(test: dict, direction: str) -> bool:
-    """Whether `shift_test` came out `direction` ("sooner" or "later") at level ALPHA."""
-    if test["p_value"] is None or test["p_value"] >= ALPHA or not test["rank_shift"]:
-        return False
-    return (test["rank_shift"] < 0) == (direction == "sooner")
 
 
 def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
@@ -67,12 +60,12 @@ def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
         lag = shift_test([t_y[r] for r in runs_of[label]], [t_x[r] for r in runs_of[label]])
         evidence = (f"control: y alone at dy {dy:g} against dy {one_d[0]:g}: {shift_word(control)}; {label}: y against "
                     f"y alone: {shift_word(together)}; y against x in the same runs: {shift_word(lag)}")
-        if not _resolved(control, "later"):
+        if shift_direction(control) <= 0:
             decided = verdict(NOT_MEASURABLE, f"1D density does not demonstrably slow y alone at this scale, so coupled "
                                               f"and factorized learners predict the same ({evidence})")
-        elif _resolved(together, "sooner"):
+        elif shift_direction(together) < 0:
             decided = verdict(REPRODUCED, evidence)
-        elif _resolved(lag, "later"):
+        elif shift_direction(lag) > 0:
             decided = verdict(CONTRADICTED, evidence)
         else:
             decided = verdict(NOT_MEASURABLE, evidence)

@@ -173,11 +173,19 @@ def shift_test(times: Sequence, reference: Sequence, seed: int = 0) -> dict:
     return out
 
 
+def shift_direction(test: dict) -> int:
+    """-1 (sooner) or +1 (later) where `shift_test` resolves the shift (p < ALPHA), else 0."""
+    if test["p_value"] is None or test["p_value"] >= ALPHA or not test["rank_shift"]:
+        return 0
+    return -1 if test["rank_shift"] < 0 else 1
+
+
 def shift_word(test: dict, words: tuple[str, str] = ("sooner", "later")) -> str:
     """'sooner' or 'later' (`words`: for values that are not times) where `shift_test` resolves it
-    (p < ALPHA), else 'not resolved (...)'."""
+    (`shift_direction`), else 'not resolved (...)'."""
     if test["p_value"] is None:
         return f"not resolved ({test['n']} against {test['n_reference']} runs: too few to test)"
-    if test["p_value"] >= ALPHA:
+    direction = shift_direction(test)
+    if not direction:
         return f"not resolved (p = {test['p_value']:.2g}, {test['n']} against {test['n_reference']} runs)"
-    return f"{words[0] if test['rank_shift'] < 0 else words[1]} (p = {test['p_value']:.2g})"
+    return f"{words[0] if direction < 0 else words[1]} (p = {test['p_value']:.2g})"

@@ -34,8 +34,9 @@ def representation_embeddings(run: RunDir, cfg: Config, layer: str) -> dict[int,
     {"conditions", "heldout", "pca" ([K, 3] or None), "umap" ([K, 3] or None)}. Each view is read
     from the probe's npz, or computed from the activations kept there (keep_every), else None."""
     p, found = cfg.probe, {}
-    for path in sorted(run.probe_folder(p).glob("step_" + "[0-9]" * 8 + ".npz")):
-        arrays = read_npz(path)
+    for record in run.probe_files(p):  # step_XXXXXXXX.json beside its .npz (RunDir.probe_path)
+        path = record.with_suffix(".npz")
+        arrays = read_npz(path) if path.exists() else {}
         if "conditions" not in arrays:
             continue
         acts = arrays.get(f"activations.{layer}")
