@@ -58,7 +58,7 @@ EXPECTED_STATISTICS = {
     "families": {"first_step_A", "first_step_B", "first_step_C", "lag_c_to_accurate", "agreement", "runs_in_order"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
-PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 2), "families": ("first_step_C", 4),
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 3), "families": ("first_step_C", 4),
            "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
            "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
@@ -541,3 +541,25 @@ def test_families_verdict_needs_order_and_lag_in_every_family(tmp_path, dit_c, d
     assert {p["name"] for p in per_family} == {f"{k} ({a}, {o})" for k in ("order", "agreement", "lag")
                                                for a in ("dit", "unet") for o in ("epsilon", "flow")}
     assert next(p for p in per_family if p["name"] == "lag (unet, flow)")["verdict"] == "reproduced"
+
+
+@pytest.mark.parametrize("axes_end, verdict", [(0.9, "reproduced"), (0.4, "contradicted"), (None, "not measurable")])
+def test_torus_axes_bias_verdict_compares_final_shares_with_film(tmp_path, axes_end, verdict):
+    """FiLM runs end at 0.6-0.64: axes runs ending higher in every seed reproduce, lower contradict,
+    interleaved decide nothing."""
+    def track(end):
+        return lambda step: {"probe.layer4.additive_share": 0.3 if step == 0 else end,
+                             "probe.layer4.additive_share_chance": 0.12, "score.train.accuracy": 0.5}
+
+    axes_ends = [0.59, 0.65, 0.61, 0.63, 0.605] if axes_end is None else [axes_end + 0.01 * s for s in range(5)]
+    runs = [(f"p{s}", {"data.periodic": True, "model.conditioning": "film", "training.seed": s}, track(0.6 + 0.01 * s))
+            for s in range(5)]
+    runs += [(f"a{s}", {"data.periodic": True, "model.conditioning": "axes", "training.seed": s}, track(end))
+             for s, end in enumerate(axes_ends)]
+    result = torus.analyze_torus(synthetic(runs), context(tmp_path, "torus"))
+    first, bias = result["predictions"]
+    assert first["verdict"] == "reproduced"  # the FiLM runs alone decide the first prediction
+    assert bias["name"] == "axes bias" and bias["verdict"] == verdict
+    assert f"axes bias: {verdict}" in result["verdict"]
+    finals = {e["label"]: e["values"] for e in result["statistics"]["final_additive_share"]["per_setting"]}
+    assert finals["periodic, axes conditioning"] == [pytest.approx(e) for e in axes_ends]

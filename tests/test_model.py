@@ -5,7 +5,7 @@ import torch
 
 from diffrep.config import ConfigError, make_config
 from diffrep.config import resolve_hook
-from diffrep.model import StopForward, UNet, build_model
+from diffrep.model import AxisShift, StopForward, UNet, build_model
 
 
 def tiny_model(**overrides):
@@ -126,3 +126,35 @@ def test_without_skips_the_decoder_never_reads_the_encoder_features():
         finally:
             handle.remove()
         assert torch.equal(swapped, out) == (not skips)
+
+
+@pytest.mark.parametrize("arch", ["unet", "dit"])
+def test_axes_conditioning_starts_as_film_and_moves_columns_with_x_and_rows_with_y(arch):
+    film = tiny_model(**{"model.arch": arch})
+    axes = tiny_model(**{"model.arch": arch, "model.conditioning": "axes"})
+    with torch.no_grad():  # away from the DiT's zero gates, so that every block acts
+        for p in film.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    missing = axes.load_state_dict(film.state_dict(), strict=False).missing_keys
+    assert missing and all(".axes." in key for key in missing)
+    x, t, labels = inputs()
+    assert torch.equal(axes(x, t, labels), film(x, t, labels))  # zero at initialization
+    shifts = [m for m in axes.modules() if isinstance(m, AxisShift)]
+    assert len(shifts) == (7 if arch == "unet" else make_config("tiny").model.dit_depth)
+    shift = shifts[0]
+    torch.manual_seed(3)
+    for layer in (shift.columns, shift.rows):
+        torch.nn.init.normal_(layer.weight)
+    assert not torch.equal(axes(x, t, labels), film(x, t, labels))
+    cond = axes.conditioning(t, labels, None)
+    moved_x = axes.conditioning(t, labels + torch.tensor([1.0, 0.0]), None)
+    moved_y = axes.conditioning(t, labels + torch.tensor([0.0, 1.0]), None)
+    dx, dy = shift(moved_x) - shift(cond), shift(moved_y) - shift(cond)
+    assert dx.abs().amax() > 0 and dy.abs().amax() > 0
+    assert torch.allclose(dx, dx[:, :, :1, :].expand_as(dx), atol=1e-5)  # x changes the shift along the columns only
+    assert torch.allclose(dy, dy[:, :, :, :1].expand_as(dy), atol=1e-5)  # y along the rows only
+
+
+def test_an_unknown_conditioning_is_rejected():
+    with pytest.raises(ConfigError, match="model.conditioning"):
+        make_config("tiny", {"model.conditioning": "cross"})

@@ -125,6 +125,10 @@ class ModelConfig:
     emb_dim: int = 64  # width of each of the t, x, y embeddings; conditioning is their concatenation
     label_encoding: str = "sinusoidal"  # sinusoidal | mlp (trainable MLP on raw (x, y))
     label_max_period: float = 100.0  # longest period (pixels) of the sinusoidal x/y encodings
+    # film: x and y reach every block only through the scale and shift of its channels (the papers') |
+    # axes: besides, x's embedding is added as a profile over each feature map's columns and y's as one
+    # over its rows (model.AxisShift), a bias towards a code that keeps x and y apart (factorized)
+    conditioning: str = "film"
     label_dropout: float = 0.0  # probability of dropping the (x, y) conditioning of a training image (1: never conditioned, a control)
     skips: bool = True  # the UNet's long skip connections (encoder features concatenated into the decoder)
     groups: int = 8  # GroupNorm groups (capped at the channel count)
@@ -584,6 +588,7 @@ def validate(cfg: Config) -> None:
                f"and model.heads ({m.heads}) (got {m.widths})")
     _check(m.emb_dim >= 2 and m.emb_dim % 2 == 0, f"model.emb_dim: must be an even number >= 2 (got {m.emb_dim})")
     _choice(m.label_encoding, "model.label_encoding", ("sinusoidal", "mlp"))
+    _choice(m.conditioning, "model.conditioning", ("film", "axes"))
     _check(m.label_max_period > 0, f"model.label_max_period: must be > 0 (got {m.label_max_period})")
     _check(0 <= m.label_dropout <= 1, f"model.label_dropout: must be in [0, 1] (got {m.label_dropout})")
     _check(m.groups >= 1, f"model.groups: must be >= 1 (got {m.groups})")

@@ -69,6 +69,28 @@ class LabelEncoder(nn.Module):
         return self.mlp(h)
 
 
+class AxisShift(nn.Module):
+    """The `model.conditioning = axes` bias: x's embedding as a per-channel profile over the columns of a
+    size x size feature map, y's as one over its rows, summed into a [B, C, size, size] shift. x then
+    moves the features only along the columns and y only along the rows, so a code that keeps them apart
+    is the easy one to learn. Zero at initialization: the network starts as the FiLM-only one."""
+
+    def __init__(self, emb_dim: int, channels: int, size: int):
+        super().__init__()
+        self.emb_dim, self.channels, self.size = emb_dim, channels, size
+        self.columns = nn.Linear(emb_dim, channels * size)
+        self.rows = nn.Linear(emb_dim, channels * size)
+        for layer in (self.columns, self.rows):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond [B, 3 emb_dim] (t, x, y: `ConditionedNet.conditioning`) -> [B, C, size, size]."""
+        e, b, c, n = self.emb_dim, len(cond), self.channels, self.size
+        ex, ey = cond[:, e:2 * e], cond[:, 2 * e:]
+        return self.columns(ex).view(b, c, 1, n) + self.rows(ey).view(b, c, n, 1)
+
+
 class Attention(nn.Module):
     """Residual multi-head self-attention over the pixels of a feature map."""
 
@@ -89,8 +111,10 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """A conditioned residual block, optionally followed by self-attention. One hook point."""
 
-    def __init__(self, cin: int, cout: int, cond_dim: int, groups: int, heads: int, attention: bool):
+    def __init__(self, cin: int, cout: int, cond_dim: int, groups: int, heads: int, attention: bool,
+                 axes: AxisShift | None = None):
         super().__init__()
+        self.axes = axes  # model.conditioning = axes: added with the shift
         self.norm1 = nn.GroupNorm(min(groups, cin), cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.cond = nn.Linear(cond_dim, 2 * cout)
@@ -102,7 +126,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.cond(cond)[:, :, None, None].chunk(2, dim=1)
-        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
+        h = self.norm2(h) * (1 + scale) + shift
+        if self.axes is not None:
+            h = h + self.axes(cond)
+        h = self.conv2(F.silu(h))
         h = h + self.skip(x)
         return self.attention(h) if self.attention is not None else h
 
@@ -165,9 +192,10 @@ class UNet(ConditionedNet):
         w0, w1, w2 = cfg.widths
         cond_dim = self.cond_dim
 
-        def block(cin, cout, resolution):
-            attn = resolution in cfg.attention_resolutions
-            return Block(cin, cout, cond_dim, cfg.groups, cfg.heads, attn)
+        def block(cin, cout, resolution, attention=None):
+            attn = resolution in cfg.attention_resolutions if attention is None else attention
+            axes = AxisShift(cfg.emb_dim, cout, resolution) if cfg.conditioning == "axes" else None
+            return Block(cin, cout, cond_dim, cfg.groups, cfg.heads, attn, axes)
 
         n = image_size
         self.stem = nn.Conv2d(1, w0, 3, padding=1)
@@ -176,7 +204,7 @@ class UNet(ConditionedNet):
         self.down2 = block(w0, w1, n // 2)
         self.downsample2 = nn.Conv2d(w1, w1, 3, stride=2, padding=1)
         self.down3 = block(w1, w2, n // 4)
-        self.mid = Block(w2, w2, cond_dim, cfg.groups, cfg.heads, attention=True)
+        self.mid = block(w2, w2, n // 4, attention=True)
         self.skips = cfg.skips
         k = 2 if cfg.skips else 1  # with skips, each up block also reads the encoder features of its level
         self.up1 = block(k * w2, w1, n // 4)
@@ -280,8 +308,9 @@ class DiTBlock(nn.Module):
     from the conditioning vector and gated by it (adaLN-Zero, as in Peebles and Xie's DiT: the gates
     start at zero, so that every block starts as the identity). One hook point."""
 
-    def __init__(self, width: int, heads: int, cond_dim: int):
+    def __init__(self, width: int, heads: int, cond_dim: int, axes: AxisShift | None = None):
         super().__init__()
+        self.axes = axes  # model.conditioning = axes: added to the attention's input, over the patch grid
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
@@ -293,6 +322,8 @@ class DiTBlock(nn.Module):
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(F.silu(cond))[:, None].chunk(6, dim=2)
         a = self.norm1(h) * (1 + scale1) + shift1
+        if self.axes is not None:
+            a = a + self.axes(cond).flatten(2).transpose(1, 2)  # the tokens' order: rows of patches
         h = h + gate1 * self.attention(a, a, a, need_weights=False)[0]
         return h + gate2 * self.mlp(self.norm2(h) * (1 + scale2) + shift2)
 
@@ -329,8 +360,10 @@ class DiT(ConditionedNet):
         self.HOOKS = hook_points(cfg)
         self.patch, self.image_size = cfg.patch_size, image_size
         self.embed = PatchEmbed(image_size, cfg.patch_size, cfg.dit_width)
+        side = image_size // cfg.patch_size
         for i in range(1, cfg.dit_depth + 1):
-            setattr(self, f"block{i}", DiTBlock(cfg.dit_width, cfg.dit_heads, self.cond_dim))
+            axes = AxisShift(cfg.emb_dim, cfg.dit_width, side) if cfg.conditioning == "axes" else None
+            setattr(self, f"block{i}", DiTBlock(cfg.dit_width, cfg.dit_heads, self.cond_dim, axes))
         self.final = FinalLayer(cfg.dit_width, cfg.patch_size, self.cond_dim)
 
     def forward(
