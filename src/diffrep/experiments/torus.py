@@ -107,5 +107,5 @@ def axes_verdict(axes_finals: list, film_finals: list) -> dict:
     direction = shift_direction(test)
     outcome = REPRODUCED if direction > 0 else CONTRADICTED if direction < 0 else NOT_MEASURABLE
     medians = " against ".join(fmt(float(np.median(v))) if v else "-" for v in (axes_finals, film_finals))
-    return verdict(outcome, f"axes final share {shift_word(test, ('lower', 'higher'))} than FiLM's (medians "
-                            f"{medians}, {len(axes_finals)} against {len(film_finals)} runs)")
+    return verdict(outcome, f"the axes runs' final share against FiLM's: {shift_word(test, ('lower', 'higher'))}; "
+                            f"medians {medians}, {len(axes_finals)} against {len(film_finals)} runs")
