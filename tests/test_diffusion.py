@@ -7,8 +7,8 @@ import torch
 
 from diffrep.config import ConfigError, DiffusionConfig, make_config
 from diffrep.data import render
-from diffrep.diffusion import (DDIMSampler, DDPMSampler, EulerSampler, NoiseSchedule, make_sampler, make_schedule,
-                               min_snr_weights, sample)
+from diffrep.diffusion import (DDIMSampler, DDPMSampler, EulerSampler, HeunSampler, NoiseSchedule, make_sampler,
+                               make_schedule, min_snr_weights, sample)
 from diffrep.model import build_model
 
 SCHEDULE = NoiseSchedule(DiffusionConfig())
@@ -79,7 +79,7 @@ def test_make_sampler_rejects_bad_choices():
         make_sampler("ddim", SCHEDULE, 0)
     with pytest.raises(ConfigError, match="--sampler: diffusion.objective epsilon samples with ddim, ddpm"):
         make_sampler("euler", SCHEDULE)
-    with pytest.raises(ConfigError, match="--sampler: diffusion.objective flow samples with euler"):
+    with pytest.raises(ConfigError, match="--sampler: diffusion.objective flow samples with euler, heun"):
         make_sampler("ddim", FLOW, 10)
 
 
@@ -104,12 +104,48 @@ class FlowOracle(Oracle):
 
 @pytest.mark.parametrize("oracle, sampler", [
     (VOracle, DDPMSampler(V_SCHEDULE)), (VOracle, DDIMSampler(V_SCHEDULE, 20)), (VOracle, DDIMSampler(V_SCHEDULE, 20, eta=1.0)),
-    (FlowOracle, EulerSampler(FLOW, 20)), (FlowOracle, EulerSampler(FLOW, 3)),
-], ids=["v-ddpm", "v-ddim20", "v-ddim20_eta1", "flow-euler20", "flow-euler3"])
+    (FlowOracle, EulerSampler(FLOW, 20)), (FlowOracle, EulerSampler(FLOW, 3)), (FlowOracle, HeunSampler(FLOW, 3)),
+], ids=["v-ddpm", "v-ddim20", "v-ddim20_eta1", "flow-euler20", "flow-euler3", "flow-heun3"])
 def test_v_and_flow_samplers_recover_the_data_under_their_oracles(oracle, sampler):
     x0 = render(torch.tensor([[10.0, 20.0], [20.0, 5.5]]))
     images = sample(oracle(x0, sampler.schedule), sampler, torch.zeros(2, 2), image_size=32, seed=3)
     assert (images - x0).abs().max().item() < 1e-3
+
+
+class GaussianFlowOracle(torch.nn.Module):
+    """The exact velocity when every pixel of the data is N(mean, scale^2), independently: on x_s = (1 - s)
+    x0 + s noise, E[x0 | x_s] = mean + (1 - s) scale^2 (x_s - (1 - s) mean) / ((1 - s)^2 scale^2 + s^2) and
+    the velocity is (x_s - E[x0 | x_s]) / s. Its paths curve, and the exact flow takes noise n at s = 1
+    to mean + scale n at s = 0."""
+
+    def __init__(self, mean: float, scale: float):
+        super().__init__()
+        self.mean, self.scale = mean, scale
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, t, labels):
+        s = FLOW.level(t.cpu(), x)
+        var = (1 - s) ** 2 * self.scale**2 + s**2
+        x0 = self.mean + (1 - s) * self.scale**2 * (x - (1 - s) * self.mean) / var
+        return (x - x0) / s
+
+
+def test_heun_is_second_order_where_euler_is_first_on_curved_paths():
+    oracle = GaussianFlowOracle(mean=0.3, scale=0.2)
+    labels = torch.zeros(4, 2)
+    exact = 0.3 + 0.2 * torch.randn((4, 1, 8, 8), generator=torch.Generator().manual_seed(5))
+
+    def error(sampler):
+        return (sample(oracle, sampler, labels, image_size=8, seed=5) - exact).abs().max().item()
+
+    euler = [error(EulerSampler(FLOW, k)) for k in (10, 20)]
+    heun = [error(HeunSampler(FLOW, k)) for k in (10, 20)]
+    assert 1.6 < euler[0] / euler[1] < 2.5  # halving the step halves Euler's error
+    assert heun[0] / heun[1] > 3.0  # and quarters Heun's
+    assert heun[1] < euler[1] / 5
+    sampler = HeunSampler(FLOW, 10)
+    assert len(sampler.timesteps) == 19 and sampler.timesteps[:3] == [999, 888, 888]
+    assert error(sampler) == error(sampler)  # a second run of the same sampler starts afresh
 
 
 def test_each_objective_learns_what_its_sampler_reads():

@@ -26,6 +26,9 @@ def test_a_run_of_each_objective_trains_scores_and_resumes_exactly(tmp_path, ove
     final = [r for r in metrics if "final.sampler" in r]
     assert final and final[-1]["final.sampler"] == ("euler100" if sampler.startswith("euler") else "ddpm100")
     assert_resumes_exactly(whole, tmp_path)
+    if sampler.startswith("euler"):  # a flow run also scores with Heun
+        assert main(["score", str(whole.path), "--checkpoints", "latest", "--sampler", "heun", "--steps", "3"]) == 0
+        assert any(whole.path.joinpath("scores").glob("step_*_heun3.json"))
 
 
 @pytest.mark.parametrize("settings, needle", [

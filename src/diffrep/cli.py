@@ -338,9 +338,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoint", default="latest", help="a checkpoint step, or latest (default)")
     p.add_argument("--at", action="append", metavar="X,Y", help="a condition in pixels (repeatable; default: 16 spread over the lattice)")
-    p.add_argument("--sampler", choices=sampler_names, help="ddim or ddpm (all T steps); euler for "
+    p.add_argument("--sampler", choices=sampler_names, help="ddim or ddpm (all T steps); euler or heun for "
                    "diffusion.objective flow; default: the run's scoring sampler")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the run's scoring.sampler_steps)")
+    p.add_argument("--steps", type=int, help="DDIM, Euler or Heun steps (default: the run's scoring.sampler_steps)")
     p.add_argument("--eta", type=float, help="DDIM eta in [0, 1] (default: the run's scoring.eta)")
     p.add_argument("--seed", type=int, help="sampling seed (default: the run's scoring.seed)")
     p.add_argument("--weights", choices=["ema", "raw"], help="EMA or raw weights (default: the run's scoring.weights)")
@@ -354,7 +354,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
     p.add_argument("--sampler", choices=sampler_names, help="ddim (fast, for curves) or ddpm (1000 steps, "
-                   "final numbers); euler (its --steps) for diffusion.objective flow")
+                   "final numbers); euler or heun (its --steps) for diffusion.objective flow")
     p.add_argument("--steps", type=int, help="DDIM steps")
     p.add_argument("--eta", type=float, help="DDIM eta: 1 (default) adds DDPM-like noise at each step, 0 is deterministic")
     p.add_argument("--tolerance", type=float, help="pixels on each axis for 'accurate' (default 0.5)")

@@ -144,7 +144,7 @@ class ModelConfig:
 
 # What the network learns to predict (diffusion.py), and the samplers of each objective.
 OBJECTIVES = ("epsilon", "v", "flow")
-SAMPLERS = {"epsilon": ("ddim", "ddpm"), "v": ("ddim", "ddpm"), "flow": ("euler",)}
+SAMPLERS = {"epsilon": ("ddim", "ddpm"), "v": ("ddim", "ddpm"), "flow": ("euler", "heun")}
 
 
 @dataclass
@@ -154,7 +154,7 @@ class DiffusionConfig:
     beta_end: float = 0.02
     schedule: str = "linear"  # linear (the paper's); the schedule is separate from the samplers
     # epsilon: the noise (DDPM, the papers') | v: v-prediction | flow: flow matching's velocity on the
-    # straight path from data to noise; flow samples with scoring.sampler = euler and trains unweighted
+    # straight path from data to noise; flow samples with scoring.sampler = euler or heun and trains unweighted
     objective: str = "epsilon"
 
 
@@ -194,8 +194,8 @@ class ScoringConfig:
     # inside it, trained on or not (2D compositions of a stripes dataset, lambda-unseen bumps)
     frame_grid: bool = False
     heldout_max: int = 64  # conditions per held-out region (and of the lambda-unseen set), evenly spread
-    sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers)
-    sampler_steps: int = 25  # DDIM steps
+    sampler: str = "ddim"  # ddim (fast, for curves) | ddpm (all T steps, for final numbers); flow: euler | heun
+    sampler_steps: int = 25  # DDIM, Euler or Heun steps (Heun calls the model 2 steps - 1 times)
     # DDIM's eta: 1 draws fresh noise at every step like DDPM; eta = 0 is deterministic. Against
     # DDPM-1000 eta = 0 drew spurious "several bumps"; eta = 1 stays within 0.08 (docs/tuning.md).
     eta: float = 1.0

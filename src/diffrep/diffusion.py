@@ -160,6 +160,37 @@ class EulerSampler:
         return x_t + (s.level(self._next[t], x_t) - s.level(t, x_t)) * velocity
 
 
+class HeunSampler:
+    """Flow matching's second-order sampler (Heun's method, as in Karras et al.'s EDM): over the levels
+    of `num_steps` Euler steps, each step's Euler move is corrected with the velocity at its end,
+    x_next = x + ds (v(x, s) + v(x_euler, s_next)) / 2, except the last step to the data (s = 0), where
+    the model is not defined and the step stays Euler: 2 num_steps - 1 model calls. `sample` calls the
+    model once per entry of `timesteps`, so the end of a step appears twice there (its correction, then
+    the next step's start), and `step` keeps the pending Euler move between the two calls, as diffusers'
+    HeunDiscreteScheduler does; deterministic."""
+
+    def __init__(self, schedule: FlowSchedule, num_steps: int):
+        self.schedule = schedule
+        levels = evenly_spaced_timesteps(schedule.timesteps, num_steps)
+        self._next = dict(zip(levels, levels[1:] + [-1]))
+        self.timesteps = [t for start in levels for t in ([start, self._next[start]] if self._next[start] >= 0 else [start])]
+        self._pending: tuple[int, torch.Tensor, torch.Tensor] | None = None  # (start, x at the start, its velocity)
+
+    def step(self, velocity: torch.Tensor, t: int, x_t: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        s = self.schedule
+        if t == self.timesteps[0]:
+            self._pending = None  # a new sampling run
+        if self._pending is None:  # the start of a step: its Euler move
+            end = self._next[t]
+            x_euler = x_t + (s.level(end, x_t) - s.level(t, x_t)) * velocity
+            if end >= 0:
+                self._pending = (t, x_t, velocity)
+            return x_euler
+        start, x_start, v_start = self._pending  # the end of a step: the correction
+        self._pending = None
+        return x_start + (s.level(t, x_t) - s.level(start, x_t)) * (v_start + velocity) / 2
+
+
 # ----------------------------------------------------------------------------
 # The training loss, beside the schedule it weights by.
 
@@ -187,7 +218,7 @@ def noise_loss(pred: torch.Tensor, target: torch.Tensor, timesteps: torch.Tensor
 
 def make_sampler(name: str, schedule: NoiseSchedule | FlowSchedule, steps: int | None = None, eta: float = 0.0):
     """'ddpm' (all T steps) or 'ddim' with `steps` steps and noise level `eta` (objectives epsilon and
-    v); 'euler' with `steps` steps (flow)."""
+    v); 'euler' or 'heun' with `steps` steps (flow)."""
     allowed = SAMPLERS[schedule.objective]
     if name not in allowed:
         raise ConfigError(f"--sampler: diffusion.objective {schedule.objective} samples with {', '.join(allowed)} "
@@ -196,7 +227,8 @@ def make_sampler(name: str, schedule: NoiseSchedule | FlowSchedule, steps: int |
         return DDPMSampler(schedule)
     if steps is None or not 1 <= steps <= schedule.timesteps:
         raise ConfigError(f"--steps: {name} needs 1 <= steps <= {schedule.timesteps} (got {steps})")
-    return DDIMSampler(schedule, steps, eta) if name == "ddim" else EulerSampler(schedule, steps)
+    return {"ddim": lambda: DDIMSampler(schedule, steps, eta), "euler": lambda: EulerSampler(schedule, steps),
+            "heun": lambda: HeunSampler(schedule, steps)}[name]()
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
