@@ -284,5 +284,8 @@ def test_reprobing_keeps_what_was_probed_before(probed_run, capsys):
     assert sorted(p.name for p in other.glob("step_*.json")) == ["step_00000000.json", f"step_{last:08d}.json"]
     record = json.loads((other / f"step_{last:08d}.json").read_text())
     assert (record["timestep"], record["input"]) == (50, "shared")
+    assert record["phases"] == {}  # the rule reads independent noise only: a shared-noise probe is not labelled
+    analysis = json.loads((other / "phases.json").read_text())["layers"]["layer4"]
+    assert {r["phase"] for r in analysis["checkpoints"]} == {None} and analysis["first_step"]["C"] is None
     assert own.read_bytes() == before  # the run's own probe set is untouched
     capsys.readouterr()

@@ -268,6 +268,8 @@ def test_adaptive_length_stops_a_given_number_of_checkpoints_after_phase_c(tmp_p
 def test_adaptive_length_needs_probes():
     with pytest.raises(ConfigError, match="training.stop_after_phase_c: needs probe.during_training"):
         make_config("tiny", {"training.stop_after_phase_c": 1, "probe.during_training": False})
+    with pytest.raises(ConfigError, match="training.stop_after_phase_c: needs probe.input = independent"):
+        make_config("tiny", {"training.stop_after_phase_c": 1, "probe.input": "shared"})
 
 
 def test_the_progress_bar_says_what_evaluation_is_doing_and_quiet_prints_nothing(tmp_path, capsys):

@@ -153,7 +153,7 @@ def cmd_probe(args) -> None:
         print(f"{'step':>8} {'phase':>5} {'outcome':>9} {'accuracy':>8} {'share':>6} {'order':>6}")
         for r in summary["checkpoints"]:
             numbers = ["-" if r[k] is None else f"{r[k]:.3f}" for k in ("accuracy", "condition_share", "order_gain")]
-            print(f"{r['step']:>8} {r['phase']:>5} {r['outcome'] or '-':>9} {numbers[0]:>8} {numbers[1]:>6} {numbers[2]:>6}")
+            print(f"{r['step']:>8} {r['phase'] or '-':>5} {r['outcome'] or '-':>9} {numbers[0]:>8} {numbers[1]:>6} {numbers[2]:>6}")
     print("\n".join(summary_lines(run, cfg, analysis)))
     print(f"probes and phases: {run.probe_folder(cfg.probe)}")
 

@@ -613,6 +613,9 @@ def validate(cfg: Config) -> None:
         _check(t.stop_after_phase_c >= 0, f"training.stop_after_phase_c: must be >= 0 or null (got {t.stop_after_phase_c})")
         _check(cfg.probe.during_training,
                "training.stop_after_phase_c: needs probe.during_training = true (phases come from the probes)")
+        _check(cfg.probe.input == "independent",
+               f"training.stop_after_phase_c: needs probe.input = independent, the input the phase rule reads "
+               f"(got {cfg.probe.input})")
     _check(1 <= t.batch_size <= 65536, f"training.batch_size: must be in [1, 65536] (got {t.batch_size})")
     _check(t.lr > 0, f"training.lr: must be > 0 (got {t.lr})")
     _check(t.warmup_steps >= 0, f"training.warmup_steps: must be >= 0 (got {t.warmup_steps})")

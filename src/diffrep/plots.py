@@ -103,7 +103,8 @@ def save_metric_curves(rows: list[dict], probes: list[dict], layer: str, keys: l
         ax.plot(steps, [np.nan if v is None else v for v in values], marker="o", markersize=3)
         ax.set_ylabel(key, fontsize=8)
         for left, right, phase in zip([r["step"] for r in rows], [r["step"] for r in rows[1:]] + [steps.max()], [r["phase"] for r in rows]):
-            ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
+            if phase in PHASE_COLOURS:  # an unlabelled checkpoint (phases.explain) has no background
+                ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
     ax = axes[-1, 0]
     ax.set_xscale("symlog", linthresh=max(1, steps[steps > 0].min()) if (steps > 0).any() else 1)
     ax.set_xlabel("training step (background: phase A grey, B orange, C green)")
@@ -138,7 +139,8 @@ def save_story(rows: list[dict], phase_cfg, path: Path, title: str) -> None:
     bottom.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     for ax in (top, bottom):
         for left, right, phase in zip(steps, list(steps[1:]) + [steps.max()], [r["phase"] for r in rows]):
-            ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
+            if phase in PHASE_COLOURS:
+                ax.axvspan(left, right, color=PHASE_COLOURS[phase], zorder=0)
         if steps.max() > steps.min():
             ax.set_xlim(steps.min(), steps.max())
     fig.suptitle(title, fontsize=9)

@@ -20,7 +20,7 @@ from ..diffusion import make_schedule
 from ..rundir import RunDir, atomic_write
 from ..training import finishes, load_model
 from . import probes, scoring
-from .phases import (OUTCOME_NAMES, agreement, classify, dominant_outcome, explain, onsets, order_gain,
+from .phases import (OUTCOME_NAMES, agreement, dominant_outcome, explain, label_layers, onsets, order_gain,
                      rank_correlation, rule_id)
 from .probes import load_probes, probe_checkpoint, write_probe
 from .scoring import evaluation_set, load_scores, sampler_tag, score_model, write_scores
@@ -55,7 +55,7 @@ class Evaluator:
         cfg, every = self.cfg, self.cfg.probe.keep_every
         keep = every > 0 and (step % every == 0 or step == cfg.training.steps)
         result = probe_checkpoint(model, cfg, self.schedule)
-        labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
+        labels = layer_phases(result, cfg)
         write_probe(self.run, step, result, cfg, labels, rule_id(cfg.phase), keep_activations=keep)
         self.run.append_metrics(probes.flat_record(step, result, labels))
 
@@ -79,9 +79,13 @@ def probe_checkpoints(run: RunDir, cfg: Config, steps: list[int], device: torch.
     schedule = make_schedule(cfg.diffusion)
     for step in steps:
         result = probe_checkpoint(load_model(run, step, ema=cfg.scoring.weights == "ema", device=device), cfg, schedule)
-        labels = {name: classify(layer["metrics"], cfg.phase) for name, layer in result["layers"].items()}
-        write_probe(run, step, result, cfg, labels, rule_id(cfg.phase))
+        write_probe(run, step, result, cfg, layer_phases(result, cfg), rule_id(cfg.phase))
         yield step
+
+
+def layer_phases(result: dict, cfg: Config) -> dict[str, str]:
+    """The phase of each layer of a `probe_checkpoint` result ({} off the rule's probe input)."""
+    return label_layers({name: layer["metrics"] for name, layer in result["layers"].items()}, cfg.phase, cfg.probe.input)
 
 
 QUALITY_METRIC = "knn_overlap"  # representation quality in the rank correlation: order of the (x, y) map
@@ -102,7 +106,7 @@ def analyze_run(run, cfg) -> dict:
             metrics = record["layers"].get(layer)
             if metrics is None:
                 continue
-            phase, reasons = explain(metrics, cfg.phase)
+            phase, reasons = explain(metrics, cfg.phase, cfg.probe.input)
             summary = scores.get(record["step"])
             rows.append({"step": record["step"], "phase": phase, "reasons": reasons,
                          "outcome": dominant_outcome(summary) if summary else None,

@@ -23,7 +23,10 @@ any checkpoint on its own and can say A, B or C at initialization too:
   C  condition_share >= min_condition_share
      and order_gain  >= min_order_gain            an ordered manifold of (x, y)
 
-Missing metrics (None) never satisfy a criterion: a checkpoint without them is A. The thresholds are
+Missing metrics (None) never satisfy a criterion: a checkpoint without them is A. A probe set with
+another input (shared noise, clean images) is not labelled at all (`label_layers`, `explain` gives
+None): there a random network's smooth map of (x, y) already looks ordered, and the thresholds mean
+nothing. The thresholds are
 `PhaseConfig` (`phase.*`); with its defaults the rule is RULE_VERSION, written into every probe
 file, and how they were chosen is in docs/tuning.md ("The phase rule").
 """
@@ -40,6 +43,7 @@ from ..config import PhaseConfig
 # The frozen rule: these thresholds, chosen on seeds 0-3 of the default preset, judged on others.
 RULE_VERSION = "nulls-1"
 FROZEN = PhaseConfig()
+CALIBRATED_INPUT = "independent"  # the probe input (probe.input) the rule reads
 
 PHASES = ("A", "B", "C")
 # The generation outcome (diffrep.detect.OUTCOMES) that each phase predicts. A: several bumps
@@ -77,8 +81,11 @@ def order_gain(metrics: dict) -> float | None:
     return (knn - chance) / (1 - chance)
 
 
-def explain(metrics: dict, cfg: PhaseConfig | None = None) -> tuple[str, list[str]]:
-    """(phase, reasons): the label of `classify` and the comparisons that decided it, as short strings."""
+def explain(metrics: dict, cfg: PhaseConfig | None = None, probe_input: str = CALIBRATED_INPUT) -> tuple[str | None, list[str]]:
+    """(phase, reasons): the label of `classify` and the comparisons that decided it, as short strings;
+    (None, [why]) for metrics of a probe set whose input is not CALIBRATED_INPUT."""
+    if probe_input != CALIBRATED_INPUT:
+        return None, [f"probe.input {probe_input}: the rule reads {CALIBRATED_INPUT} noise only"]
     cfg = cfg or FROZEN
     share, gain = _get(metrics, "condition_share"), order_gain(metrics)
     if share is None or share < cfg.min_condition_share:
@@ -92,8 +99,15 @@ def explain(metrics: dict, cfg: PhaseConfig | None = None) -> tuple[str, list[st
 
 
 def classify(metrics: dict, cfg: PhaseConfig | None = None) -> str:
-    """"A", "B" or "C" for one checkpoint's metrics of one layer."""
+    """"A", "B" or "C" for one checkpoint's metrics of one layer (probed with CALIBRATED_INPUT)."""
     return explain(metrics, cfg)[0]
+
+
+def label_layers(layer_metrics: dict[str, dict], cfg: PhaseConfig, probe_input: str) -> dict[str, str]:
+    """{layer: phase} of one checkpoint's probe, {} where the probe's input is not CALIBRATED_INPUT."""
+    if probe_input != CALIBRATED_INPUT:
+        return {}
+    return {name: classify(metrics, cfg) for name, metrics in layer_metrics.items()}
 
 
 # ----------------------------------------------------------------------------

@@ -109,9 +109,11 @@ def summary_lines(run: RunDir, cfg: Config, analysis: dict) -> list[str]:
     for layer, s in analysis["layers"].items():
         first, outcome = s["first_step"], s["first_outcome"]
         rho, agree = s["rank_correlation"]["rho"], s["agreement"]
-        lines.append(f"{layer}: phases A from step {first['A']}, B from {first['B']}, C from {first['C']} "
-                     f"({'in order' if s['in_order'] else 'not in order'}, rule {analysis['rule']}); "
-                     f"accuracy >= 0.5 from {s['first_accurate']} (lag after C: {s['lag_c_to_accurate']})")
+        labelled = [r for r in s["checkpoints"] if r["phase"] is not None]
+        phases = (f"phases A from step {first['A']}, B from {first['B']}, C from {first['C']} "
+                  f"({'in order' if s['in_order'] else 'not in order'}, rule {analysis['rule']})" if labelled or not s["checkpoints"]
+                  else f"no phases ({s['checkpoints'][0]['reasons'][0]})")
+        lines.append(f"{layer}: {phases}; accuracy >= 0.5 from {s['first_accurate']} (lag after C: {s['lag_c_to_accurate']})")
         lines.append("  most frequent outcome first: " + ", ".join(f"{k} at {v}" for k, v in outcome.items() if v is not None)
                      + f"; agreement of phase and outcome {'-' if agree is None else f'{agree:.2f}'}; "
                      f"Spearman rho(knn_overlap, accuracy) {'-' if rho is None else f'{rho:.2f}'} (n = {s['rank_correlation']['n']})")
@@ -158,7 +160,7 @@ def write_report(run: RunDir, cfg: Config | None = None) -> tuple[Path, list[str
                      "<th>order gain</th><th class='text'>why</th></tr>")
         for r in s["checkpoints"]:
             numbers = ["-" if r[k] is None else f"{r[k]:.3f}" for k in ("accuracy", "condition_share", "order_gain")]
-            parts.append(f"<tr><td>{r['step']}</td><td>{e(r['phase'])}</td><td>{e(str(r['outcome']))}</td>"
+            parts.append(f"<tr><td>{r['step']}</td><td>{e(r['phase'] or '-')}</td><td>{e(str(r['outcome']))}</td>"
                          + "".join(f"<td>{n}</td>" for n in numbers)
                          + f"<td class='text'>{e('; '.join(r['reasons']))}</td></tr>")
         parts.append("</table>")
