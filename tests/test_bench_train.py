@@ -42,3 +42,23 @@ def test_a_run_that_fails_side_by_side_is_reported_not_waited_for():
 def test_bad_counts_exit_2_with_one_line(flag, low, capsys):
     assert bench_train.main([f"{flag}={low - 1}"]) == 2
     assert capsys.readouterr().err == f"bench_train: {flag}: must be an integer >= {low} (got {low - 1})\n"
+
+
+def test_the_full_scale_cost_counts_each_part_of_a_run(capsys):
+    import bench_full_cost
+
+    cfg = make_config("tiny", {"scoring.final_ddpm": True, "probe.draws": 2})
+    step, forward = bench_full_cost.network_flops(cfg)
+    assert step > 2 * cfg.training.batch_size * forward > 0  # a batch's backward costs more than its forward
+    parts = bench_full_cost.run_flops(cfg, {})
+    checkpoints = len(bench_full_cost.checkpoint_schedule(cfg.training.steps, cfg.training.checkpoint_log_points,
+                                                      cfg.training.checkpoint_every))
+    conditions = len(bench_full_cost.evaluation_set(cfg).conditions)
+    assert parts["training"] == cfg.training.steps * step
+    assert parts["probing"] == checkpoints * cfg.probe.grid**2 * 2 * forward
+    # every checkpoint with the curves' sampler, the last again with DDPM over all T steps
+    assert parts["scoring"] == conditions * forward * (checkpoints * cfg.scoring.sampler_steps + cfg.diffusion.timesteps)
+    assert bench_full_cost.main(["--scale", "tiny", "--experiments", "phases,torus"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["phases", "torus", "all"]
+    assert bench_full_cost.main(["--scale", "tiny", "--experiments", "nope"]) == 2
