@@ -105,9 +105,8 @@ def classify(metrics: dict, cfg: PhaseConfig | None = None) -> str:
 
 def label_layers(layer_metrics: dict[str, dict], cfg: PhaseConfig, probe_input: str) -> dict[str, str]:
     """{layer: phase} of one checkpoint's probe, {} where the probe's input is not CALIBRATED_INPUT."""
-    if probe_input != CALIBRATED_INPUT:
-        return {}
-    return {name: classify(metrics, cfg) for name, metrics in layer_metrics.items()}
+    phases = {name: explain(metrics, cfg, probe_input)[0] for name, metrics in layer_metrics.items()}
+    return {name: phase for name, phase in phases.items() if phase is not None}
 
 
 # ----------------------------------------------------------------------------
