@@ -4,7 +4,8 @@
 
 For every experiment that trains, its plan at the scale (`experiments.catalog.plan`, the grid expanded
 over its seeds) is costed run by run from FLOPs counted by `torch.utils.flop_counter.FlopCounterMode`
-on the run's own network (one count per distinct model, image size and batch):
+on the run's own network (one count per distinct model, image size and batch; attention counted with
+bench_train.py's formulas for the CPU's kernels):
 
   training    training.steps x (forward + MSE loss + backward of one batch)
   scoring     per checkpoint: the evaluation set's conditions x the scoring sampler's model calls x the
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench_train import cpu_sdpa_mapping
 from diffrep.config import ConfigError
 from diffrep.evaluation.scoring import evaluation_set, final_scoring, scoring_sampler
 from diffrep.experiments.catalog import EXPERIMENTS, SCALES, plan
@@ -43,9 +45,10 @@ def network_flops(cfg) -> tuple[int, int]:
     t = torch.randint(cfg.diffusion.timesteps, (batch,))
     labels = torch.rand(batch, 2) * cfg.data.latent_size
     x = torch.randn(batch, 1, n, n)
-    with FlopCounterMode(display=False) as train:
+    # bench_train's mapping: FlopCounterMode counts the CPU's flash-attention kernels as zero otherwise
+    with FlopCounterMode(display=False, custom_mapping=cpu_sdpa_mapping()) as train:
         F.mse_loss(model(x, t, labels), torch.randn_like(x)).backward()
-    with torch.no_grad(), FlopCounterMode(display=False) as forward:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=cpu_sdpa_mapping()) as forward:
         model(x[:1], t[:1], labels[:1])
     return int(train.get_total_flops()), int(forward.get_total_flops())
 

@@ -202,7 +202,7 @@ def side_by_side_runs(cfg, runs: int, threads: int, warmup: int, steps: int):
 # 3. FLOPs of one forward + backward
 
 
-def _cpu_sdpa_mapping() -> dict:
+def cpu_sdpa_mapping() -> dict:
     """Flop formulas for the CPU flash-attention ops that FlopCounterMode leaves at zero."""
     aten = torch.ops.aten
     fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
@@ -240,7 +240,7 @@ def count_step_flops(trainer: Trainer) -> tuple[int, dict[str, int]]:
     x_t = trainer.schedule.add_noise(x0, noise, timesteps)
 
     model.zero_grad(set_to_none=True)
-    counter = FlopCounterMode(display=False, custom_mapping=_cpu_sdpa_mapping())
+    counter = FlopCounterMode(display=False, custom_mapping=cpu_sdpa_mapping())
     with counter:
         eps = model(x_t, tdev, labels, drop)
         loss = F.mse_loss(eps, noise)

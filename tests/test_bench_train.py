@@ -44,12 +44,15 @@ def test_bad_counts_exit_2_with_one_line(flag, low, capsys):
     assert capsys.readouterr().err == f"bench_train: {flag}: must be an integer >= {low} (got {low - 1})\n"
 
 
-def test_the_full_scale_cost_counts_each_part_of_a_run(capsys):
+def test_the_full_scale_cost_counts_each_part_of_a_run(capsys, tmp_path):
     import bench_full_cost
 
     cfg = make_config("tiny", {"scoring.final_ddpm": True, "probe.draws": 2})
     step, forward = bench_full_cost.network_flops(cfg)
     assert step > 2 * cfg.training.batch_size * forward > 0  # a batch's backward costs more than its forward
+    # the same count as bench_train's training step, attention (the tiny UNet has some) included
+    trainer = bench_train.Trainer(cfg, bench_train.RunDir(tmp_path), torch.device("cpu"))
+    assert step == bench_train.count_step_flops(trainer)[0]
     parts = bench_full_cost.run_flops(cfg, {})
     checkpoints = len(bench_full_cost.checkpoint_schedule(cfg.training.steps, cfg.training.checkpoint_log_points,
                                                       cfg.training.checkpoint_every))
