@@ -26,6 +26,7 @@ CONFIG_VERSION = 2
 LR_DECAYS = ("constant", "cosine")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 PROBE_INPUTS = ("independent", "clean", "shared")
+PHASE_RULE_INPUT = "independent"  # the probe input the phase rule reads (evaluation/phases.py)
 DATA_KINDS = ("bumps", "sos", "stripes", "bumps+stripes", "digits")
 DIGIT_GLYPHS = 1797  # glyphs in scikit-learn's bundled digits (sklearn.datasets.load_digits)
 DEVICES = ("auto", "cpu", "cuda")  # training.device, and --device of the commands that load a checkpoint
@@ -613,8 +614,8 @@ def validate(cfg: Config) -> None:
         _check(t.stop_after_phase_c >= 0, f"training.stop_after_phase_c: must be >= 0 or null (got {t.stop_after_phase_c})")
         _check(cfg.probe.during_training,
                "training.stop_after_phase_c: needs probe.during_training = true (phases come from the probes)")
-        _check(cfg.probe.input == "independent",
-               f"training.stop_after_phase_c: needs probe.input = independent, the input the phase rule reads "
+        _check(cfg.probe.input == PHASE_RULE_INPUT,
+               f"training.stop_after_phase_c: needs probe.input = {PHASE_RULE_INPUT}, the input the phase rule reads "
                f"(got {cfg.probe.input})")
     _check(1 <= t.batch_size <= 65536, f"training.batch_size: must be in [1, 65536] (got {t.batch_size})")
     _check(t.lr > 0, f"training.lr: must be > 0 (got {t.lr})")

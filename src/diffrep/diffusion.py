@@ -227,8 +227,9 @@ def make_sampler(name: str, schedule: NoiseSchedule | FlowSchedule, steps: int |
         return DDPMSampler(schedule)
     if steps is None or not 1 <= steps <= schedule.timesteps:
         raise ConfigError(f"--steps: {name} needs 1 <= steps <= {schedule.timesteps} (got {steps})")
-    return {"ddim": lambda: DDIMSampler(schedule, steps, eta), "euler": lambda: EulerSampler(schedule, steps),
-            "heun": lambda: HeunSampler(schedule, steps)}[name]()
+    if name == "ddim":
+        return DDIMSampler(schedule, steps, eta)
+    return EulerSampler(schedule, steps) if name == "euler" else HeunSampler(schedule, steps)
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -38,12 +38,11 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..config import PhaseConfig
+from ..config import PHASE_RULE_INPUT as CALIBRATED_INPUT, PhaseConfig
 
 # The frozen rule: these thresholds, chosen on seeds 0-3 of the default preset, judged on others.
 RULE_VERSION = "nulls-1"
 FROZEN = PhaseConfig()
-CALIBRATED_INPUT = "independent"  # the probe input (probe.input) the rule reads
 
 PHASES = ("A", "B", "C")
 # The generation outcome (diffrep.detect.OUTCOMES) that each phase predicts. A: several bumps

@@ -11,13 +11,13 @@ is partly additive too) and that chance level.
 The probe reads the layer with one noise draw shared by every condition (probe.input = shared), so
 that every difference between conditions comes from (x, y): with independent noise per condition an
 untrained network's condition-driven variation is about 1% of the layer's (condition_share 0.01), and
-its additive_share, a ratio of two such small cross-draw terms, ranged 0.59-1.42 over runs; with shared
-noise it is stable. The phase rule was calibrated on independent noise, so the phase labels of these
-runs are not the papers' phases (the finding does not read them).
+its additive_share, a ratio of two such small cross-draw terms, is too noisy to serve as the null (it
+can exceed 1); with shared noise it is stable. The phase rule reads independent noise only, so these runs have no phase labels
+(the finding does not read them).
 
-Prediction 1, factorized (periodic lattice, FiLM conditioning): the median over runs of the gain (additive_share at the last
-checkpoint minus at step 0) has a 95% bootstrap interval above 0, and the median final share's
-interval lies above the chance level: reproduced. Contradicted when the gain's interval lies below
+Prediction 1, factorized (periodic lattice, FiLM conditioning): the median over runs of the gain
+(additive_share at the last checkpoint minus at step 0) has a 95% bootstrap interval above 0, and
+the median final share's interval lies above the chance level: reproduced. Contradicted when the gain's interval lies below
 0 (training made the code less additive); otherwise, or with fewer than MIN_TORUS_RUNS runs
 probed at both ends, not measurable. A non-periodic lattice, when the sweep has one, is reported
 beside as a contrast, without a verdict.
