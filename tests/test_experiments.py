@@ -58,7 +58,7 @@ EXPECTED_STATISTICS = {
     "families": {"first_step_A", "first_step_B", "first_step_C", "lag_c_to_accurate", "agreement", "runs_in_order"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
-PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 4), "torus": ("final_additive_share", 3), "families": ("first_step_C", 4),
+PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 6), "torus": ("final_additive_share", 3), "families": ("first_step_C", 4),
            "stripes": ("final_frame_accuracy", 8), "ablation": ("final_accuracy", 4), "digits": ("first_step_C", 2),
            "holes": ("final_heldout_accuracy", 6)}  # holes: 2 squares x 2 widths, cross, band (per region)
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
@@ -155,11 +155,13 @@ def test_experiment_end_to_end_at_tiny_scale(tiny_sweeps, name):
         order = next(p for p in findings["predictions"] if p["name"] == "order")
         assert (order["verdict"] == "not measurable") == (reached_c < stats.MIN_MEASURED_RUNS)
         assert findings["verdict"].split(":")[0] == stats.overall(findings["predictions"])
-    if name == "imbalance":  # one prediction per 2D lattice with dx < dy; 12 steps at one seed resolve nothing
-        assert [p["name"] for p in findings["predictions"]] == ["coupled (dx 1, dy 4)"]
-        assert findings["verdict"].startswith("not measurable") and findings["predictions"][0]["verdict"] == "not measurable"
+    if name == "imbalance":  # per FiLM 2D lattice with dx < dy, and per axes lattice; 12 steps resolve nothing
+        assert [p["name"] for p in findings["predictions"]] == ["coupled (dx 1, dy 4)", "axes bias (dx 1, dy 4)"]
+        assert findings["verdict"].startswith("not measurable")
+        assert all(p["verdict"] == "not measurable" for p in findings["predictions"])
         labels = {e["label"] for e in findings["statistics"]["steps_to_y_accuracy_0.5"]["per_setting"]}
-        assert labels == {"dx 2, dy 2", "dx 1, dy 4", "y only, dy 1", "y only, dy 4"}
+        assert labels == {"dx 2, dy 2", "dx 1, dy 4", "y only, dy 1", "y only, dy 4", "dx 1, dy 4, axes",
+                          "y only, dy 4, axes"}
     if name == "stripes":
         needed = findings["statistics"]["data_for_accuracy_0.6"]["value"]
         assert {(n["arm"], n["N"]) for n in needed} == {("bumps", 16), ("bumps+stripes", 16), ("stripes", 16),

@@ -36,7 +36,7 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     phases          8   ~37 min
     density        24   ~61 min
     sigma          30   ~76 min
-    imbalance      35   ~81 min
+    imbalance      45   ~104 min
     torus          15   ~38 min
     holes          14   ~55 min
     stripes        36   ~92 min
@@ -209,14 +209,15 @@ SHARED_PROBE = {"probe.input": "shared"}
 
 
 # imbalance: 2D lattices (dx, dy) and 1D controls (bumps along y only, at the frame's centre; not probed:
-# a probe grid needs two axes), as one linked grid key
-IMBALANCE_KEYS = "data.x_min+data.x_max+data.dx+data.dy+probe.during_training"
+# a probe grid needs two axes), each with a conditioning (model.conditioning), as one linked grid key
+IMBALANCE_KEYS = "data.x_min+data.x_max+data.dx+data.dy+probe.during_training+model.conditioning"
 
 
-def imbalance_grid(size: float, lattices: list[tuple[float, float]], controls: list[float]) -> list[list]:
+def imbalance_grid(size: float, lattices: list[tuple[float, float]], controls: list[float],
+                   conditioning: str = "film") -> list[list]:
     """The values of IMBALANCE_KEYS: each 2D lattice over [0, size], then each 1D control's dy."""
-    return ([[0.0, size, dx, dy, True] for dx, dy in lattices]
-            + [[size / 2, size / 2, 1.0, dy, False] for dy in controls])
+    return ([[0.0, size, dx, dy, True, conditioning] for dx, dy in lattices]
+            + [[size / 2, size / 2, 1.0, dy, False, conditioning] for dy in controls])
 
 
 # ----------------------------------------------------------------------------
@@ -270,16 +271,20 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         measures="x-only and y-only accuracy onsets per seed (steps and epochs) in 2D lattices with dense x and sparse y "
                  "(the paper's 0.1:1, its mirror, 0.1:4) beside 1D controls (y only) at the same increments: is the "
                  "sparse y learned sooner in 2D than alone (coupled), once 1D density is shown to slow y alone; "
-                 "additive_share against step 0 beside",
+                 "with the axes bias (model.conditioning = axes) at 0.1:4 and y alone: does the sparse y pay less for "
+                 "the 2D lattice than with FiLM; additive_share against step 0 beside",
         scales={"laptop": Scale("default", TIMING_RUN, {IMBALANCE_KEYS: imbalance_grid(32.0, [(1.0, 1.0), (0.1, 1.0),
                                                                                                (1.0, 0.1), (0.1, 4.0)],
-                                                                                [0.1, 1.0, 4.0])},
+                                                                                [0.1, 1.0, 4.0])
+                                                                 + imbalance_grid(32.0, [(0.1, 4.0)], [4.0], "axes")},
                                 TIMING_SEEDS, {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD}),
                 "full": Scale("paper", {}, {IMBALANCE_KEYS: imbalance_grid(32.0, [(1.0, 1.0), (0.1, 1.0), (1.0, 0.1),
                                                                                   (0.01, 1.0), (0.1, 4.0)],
-                                                                           [0.01, 0.1, 1.0, 4.0])},
+                                                                           [0.01, 0.1, 1.0, 4.0])
+                                                            + imbalance_grid(32.0, [(0.1, 1.0), (0.1, 4.0)], [1.0, 4.0], "axes")},
                               TIMING_SEEDS, {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD}),
-                "tiny": Scale("tiny", TINY_RUN, {IMBALANCE_KEYS: imbalance_grid(16.0, [(2.0, 2.0), (1.0, 4.0)], [1.0, 4.0])},
+                "tiny": Scale("tiny", TINY_RUN, {IMBALANCE_KEYS: imbalance_grid(16.0, [(2.0, 2.0), (1.0, 4.0)], [1.0, 4.0])
+                                                 + imbalance_grid(16.0, [(1.0, 4.0)], [4.0], "axes")},
                               [0], {"axis_threshold": imbalance.AXIS_ACCURACY_THRESHOLD})},
         analyze=imbalance.analyze_imbalance),
     Experiment(

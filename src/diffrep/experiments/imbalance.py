@@ -10,6 +10,15 @@ the dense one, not as a separate 1D task. The test needs two kinds of runs besid
   coupled   in a 2D lattice with that sparse y, y reaches its accuracy sooner than y alone at the
             same increment (it rides on the dense x): reproduced. Contradicted when it is not
             sooner and lags x in the same runs (y on its own clock, as a factorized learner would).
+            Both read the FiLM runs (the papers' network).
+
+Prediction 2, axes bias (when the sweep has a 2D lattice and the 1D control at its dy with both
+model.conditioning = film and axes; axes adds x along the feature maps' columns and y along their
+rows, model.AxisShift): with the axes bias, the sparse y pays less for sharing the lattice with x.
+Its 2D penalty, a run's y onset minus the median y onset of the 1D control of the same conditioning,
+is smaller for axes than for FiLM (`stats.shift_test` of the penalties, p < ALPHA): reproduced;
+larger: contradicted; otherwise not measurable. The test ranks runs around each control's median and
+does not resample the controls, so it is a test of the 2D runs given those medians.
 
 Times are the first checkpoint with x-only (y-only) accuracy >= AXIS_ACCURACY_THRESHOLD, in steps and
 in epochs (`common.epochs`). The representation's factorization is reported beside, never as a
@@ -18,6 +27,8 @@ additively, probes.py) at the last checkpoint against the same run's step 0 and 
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..plots import plot_setting_curves
 from ..sweep.tables import final_value, time_to
@@ -32,23 +43,31 @@ def is_1d(row: dict) -> bool:
     return float(row["data.x_min"]) == float(row["data.x_max"])
 
 
+def has_axes(row: dict) -> bool:
+    return row.get("model.conditioning") == "axes"
+
+
+AXES = ", axes"  # the label suffix of an axes-conditioned setting
+
+
 def setting_label(row: dict) -> str:
     dy = float(row["data.dy"])
-    return f"y only, dy {dy:g}" if is_1d(row) else f"dx {float(row['data.dx']):g}, dy {dy:g}"
+    label = f"y only, dy {dy:g}" if is_1d(row) else f"dx {float(row['data.dx']):g}, dy {dy:g}"
+    return label + AXES if has_axes(row) else label
 
 
 def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
-    """The control and the coupled prediction (module docstring) for every 2D lattice with dx < dy
+    """The control and the coupled prediction (module docstring) for every FiLM 2D lattice with dx < dy
     that has a 1D control at its dy and a denser 1D control to compare that one with."""
     runs_of = {}
     for run, row in firsts.items():
         runs_of.setdefault(setting_label(row), []).append(run)
-    one_d = sorted({float(r["data.dy"]) for r in firsts.values() if is_1d(r)})
+    one_d = sorted({float(r["data.dy"]) for r in firsts.values() if is_1d(r) and not has_axes(r)})
     out = []
     for label in sorted(runs_of):
         row = firsts[runs_of[label][0]]
         dx, dy = float(row["data.dx"]), float(row["data.dy"])
-        if is_1d(row) or not dx < dy:
+        if is_1d(row) or not dx < dy or has_axes(row):
             continue
         alone, densest = f"y only, dy {dy:g}", f"y only, dy {one_d[0]:g}" if one_d else None
         if alone not in runs_of or densest is None or one_d[0] >= dy:
@@ -71,6 +90,44 @@ def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
             decided = verdict(NOT_MEASURABLE, evidence)
         out.append({"name": f"coupled ({label})", "prediction": f"y (dy {dy:g}) is learned sooner in the 2D lattice "
                                                                 f"than alone, riding on the dense x", **decided})
+    return out
+
+
+def axes_predictions(t_y: dict, firsts: dict) -> list[dict]:
+    """Prediction 2 (module docstring) for every axes-conditioned 2D lattice whose FiLM twin and
+    whose 1D controls (dy, both conditionings) are in the sweep."""
+    runs_of = {}
+    for run, row in firsts.items():
+        runs_of.setdefault(setting_label(row), []).append(run)
+    out = []
+    for label in sorted(runs_of):
+        row = firsts[runs_of[label][0]]
+        if is_1d(row) or not has_axes(row):
+            continue
+        film, dy = label.removesuffix(AXES), float(row["data.dy"])
+        alone = {AXES: f"y only, dy {dy:g}{AXES}", "": f"y only, dy {dy:g}"}
+        name = f"axes bias ({film})"
+        prediction = f"with the axes bias, y (dy {dy:g}) pays less than with FiLM for sharing the lattice with x"
+        missing = [s for s in (film, *alone.values()) if s not in runs_of]
+        reached = {s: [t_y[r] for r in runs_of.get(s, []) if t_y[r] is not None] for s in alone.values()}
+        if missing or not all(reached.values()):
+            why = f"no {', '.join(missing)} in the sweep" if missing else "a 1D control never reached its y onset"
+            out.append({"name": name, "prediction": prediction, **verdict(NOT_MEASURABLE, why)})
+            continue
+
+        def penalty(setting: str, control: str) -> list:
+            median = float(np.median(reached[control]))
+            return [None if t_y[r] is None else t_y[r] - median for r in runs_of[setting]]
+
+        def against(setting: str, control: str) -> str:
+            return shift_word(shift_test([t_y[r] for r in runs_of[setting]], [t_y[r] for r in runs_of[control]]))
+
+        test = shift_test(penalty(label, alone[AXES]), penalty(film, alone[""]))
+        direction = shift_direction(test)
+        outcome = {-1: REPRODUCED, 1: CONTRADICTED, 0: NOT_MEASURABLE}[direction]
+        out.append({"name": name, "prediction": prediction, **verdict(outcome, (
+            f"2D penalty of axes against FiLM's: {shift_word(test, ('smaller', 'larger'))}; y in 2D against y alone: "
+            f"axes {against(label, alone[AXES])}, FiLM {against(film, alone[''])}"))})
     return out
 
 
@@ -102,7 +159,7 @@ def analyze_imbalance(rows: list[dict], ctx: Context) -> dict:
         stats["additive_share_chance"] = {"description": "additive_share of random codes on the probe grid",
                                           "per_setting": per_setting(two_d, final_value(two_d, f"{probe}.additive_share_chance"),
                                                                      setting_label)}
-    predictions = imbalance_predictions(t_x, t_y, firsts)
+    predictions = imbalance_predictions(t_x, t_y, firsts) + axes_predictions(t_y, firsts)
     word = overall(predictions)
     text = "; ".join(f"{p['name']}: {p['verdict']} ({p['reason']})" for p in predictions) or "no 2D lattice with dx < dy"
     curves = lambda key: lambda ax: plot_setting_curves(ax, setting_curves(rows, key, setting_label), short(key))  # noqa: E731
