@@ -368,6 +368,35 @@ def test_imbalance_verdict_needs_the_1d_control_then_the_sparse_axis_sooner_than
     assert gain == {"dx 0.1, dy 4": [pytest.approx(0.4)] * 5}  # 2D only, against the run's own step 0
 
 
+@pytest.mark.parametrize("film_2d, axes_alone, axes_2d, verdict", [
+    (1500, 250, 500, "reproduced"),  # FiLM's y pays 1250 steps for the 2D lattice, axes' 250
+    (500, 250, 1500, "contradicted"),  # axes' y pays more
+    (1500, 500, 1750, "not measurable"),  # both pay 1250
+])
+def test_imbalance_axes_bias_compares_the_sparse_axis_2d_penalty_with_film(tmp_path, film_2d, axes_alone, axes_2d, verdict):
+    seeds, axes = range(5), {"model.conditioning": "axes"}
+    lattice = {"data.dx": 0.1, "data.dy": 4.0}
+    runs = ([(f"1d-film-{s}", {**ONE_D, "data.dy": 4.0, "training.seed": s}, axis_track(0, 250 + 250 * s)) for s in seeds]
+            + [(f"1d-axes-{s}", {**ONE_D, **axes, "data.dy": 4.0, "training.seed": s}, axis_track(0, axes_alone + 250 * s))
+               for s in seeds]
+            + [(f"2d-film-{s}", {**lattice, "training.seed": s}, axis_track(250, film_2d + 250 * s)) for s in seeds]
+            + [(f"2d-axes-{s}", {**lattice, **axes, "training.seed": s}, axis_track(250, axes_2d + 250 * s)) for s in seeds])
+    result = imbalance.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))
+    coupled, bias = result["predictions"]
+    assert coupled["name"] == "coupled (dx 0.1, dy 4)" and coupled["verdict"] == "not measurable"  # no denser 1D control
+    assert bias["name"] == "axes bias (dx 0.1, dy 4)" and bias["verdict"] == verdict, bias
+    y = {e["label"]: e["values"] for e in result["statistics"]["steps_to_y_accuracy_0.5"]["per_setting"]}
+    assert y["dx 0.1, dy 4, axes"] == [axes_2d + 250 * s for s in seeds] and set(y) == {
+        "y only, dy 4", "y only, dy 4, axes", "dx 0.1, dy 4", "dx 0.1, dy 4, axes"}
+
+
+def test_imbalance_axes_bias_needs_its_controls(tmp_path):
+    runs = [(f"2d-axes-{s}", {"data.dx": 0.1, "data.dy": 4.0, "model.conditioning": "axes", "training.seed": s},
+             axis_track(250, 500)) for s in range(5)]
+    (bias,) = imbalance.analyze_imbalance(synthetic(runs), context(tmp_path, "imbalance"))["predictions"]
+    assert bias["verdict"] == "not measurable" and bias["reason"] == "no dx 0.1, dy 4; y only, dy 4, axes; y only, dy 4 in the sweep"
+
+
 def test_holes_verdict_per_region_family_and_width(tmp_path):
     squares = [{"kind": "square", "width": 2, "x": 16, "y": 16}, {"kind": "square", "width": 2, "x": 1, "y": 16}]
     band = [{"kind": "band", "width": 8, "x": 16, "y": 16}]

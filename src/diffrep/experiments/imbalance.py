@@ -111,7 +111,7 @@ def axes_predictions(t_y: dict, firsts: dict) -> list[dict]:
         missing = [s for s in (film, *alone.values()) if s not in runs_of]
         reached = {s: [t_y[r] for r in runs_of.get(s, []) if t_y[r] is not None] for s in alone.values()}
         if missing or not all(reached.values()):
-            why = f"no {', '.join(missing)} in the sweep" if missing else "a 1D control never reached its y onset"
+            why = f"no {'; '.join(missing)} in the sweep" if missing else "a 1D control never reached its y onset"
             out.append({"name": name, "prediction": prediction, **verdict(NOT_MEASURABLE, why)})
             continue
 
