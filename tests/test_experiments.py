@@ -55,7 +55,8 @@ EXPECTED_STATISTICS = {
     "percolation": {"largest_cluster_fraction", "largest_cluster_share", "onset_lambda"},
     "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
-    "families": {"first_step_A", "first_step_B", "first_step_C", "lag_c_to_accurate", "agreement", "runs_in_order"},
+    "families": {"first_step_A", "first_step_B", "first_step_C", "lag_c_to_accurate", "agreement", "runs_in_order",
+                 "steps_to_accuracy_0.9", "step_seconds", "training_seconds_to_accuracy_0.9"},
 }
 # The statistic whose entries are the sweep's settings, and how many settings the tiny grid has.
 PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imbalance": ("steps_to_y_accuracy_0.5", 6), "torus": ("final_additive_share", 3), "families": ("first_step_C", 4),
@@ -565,8 +566,13 @@ def test_families_verdict_needs_order_and_lag_in_every_family(tmp_path, dit_c, d
                 c, accurate = (500, 1000) if arch == "unet" else (dit_c, dit_accurate)
                 over = {"model.arch": arch, "diffusion.objective": objective, "scoring.sampler": sampler,
                         "training.loss_weighting": weighting, "training.seed": seed}
-                runs.append((f"{arch}-{objective}-{seed}", over, phase_track(c, accurate_step=accurate)))
+                step_time = {"step_time": 0.1 if arch == "unet" else 0.15}
+                track = phase_track(c, accurate_step=accurate)
+                runs.append((f"{arch}-{objective}-{seed}", over, lambda step, track=track, t=step_time: {**track(step), **t}))
     result = families.analyze_families(synthetic(runs), context(tmp_path, "families"))
+    seconds = {e["label"]: e for e in result["statistics"]["training_seconds_to_accuracy_0.9"]["per_setting"]}
+    assert seconds["unet, flow"]["values"] == [pytest.approx(1000 * 0.1)] * 8  # accuracy 0.95 from step 1000
+    assert seconds["dit, flow"]["values"] == [None if dit_accurate is None else pytest.approx(dit_accurate * 0.15)] * 8
     general, *per_family = result["predictions"]
     assert general["verdict"] == verdict and result["verdict"].startswith(verdict)
     assert {p["name"] for p in per_family} == {f"{k} ({a}, {o})" for k in ("order", "agreement", "lag")
