@@ -65,6 +65,14 @@ PRIMARY = {"phases": ("first_step_C", 1), "sigma": ("steps_to_phase_C", 4), "imb
 PRETRAINED = [name for name, e in EXPERIMENTS.items() if e.trains and name != "density"]
 
 
+def test_the_phase_predictions_have_the_runs_they_need_in_each_group():
+    """phases and families decide order and lag per group (all runs; each family) only with
+    stats.MIN_MEASURED_RUNS runs: their laptop and full scales give each group that many seeds."""
+    for name in ("phases", "families"):
+        for scale in ("laptop", "full"):
+            assert len(EXPERIMENTS[name].scales[scale].seeds) >= stats.MIN_MEASURED_RUNS, (name, scale)
+
+
 def test_every_experiment_has_three_scales_and_a_claim():
     assert set(EXPERIMENTS) == set(EXPECTED_STATISTICS)
     for name, e in EXPERIMENTS.items():

@@ -42,7 +42,7 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     stripes        36   ~92 min
     percolation     -   ~40 s (no training; measured 38 s beside a sweep)
     ablation       35   ~112 min
-    families       20   ~51 min
+    families       24   ~61 min
     digits          4   ~10 min
 
 The estimate counts a DiT run as a UNet run of the same config; a DiT training step (model.arch = dit,
@@ -193,6 +193,8 @@ TWO_LAYERS = {"probe.layers": ["layer4", "bottleneck"]}
 
 # families: backbone x objective, with the sampler and loss weighting each objective takes
 FAMILY_KEYS = "model.arch+diffusion.objective+scoring.sampler+training.loss_weighting"
+# six seeds a family: each family's phase predictions need stats.MIN_MEASURED_RUNS runs
+FAMILY_SEEDS = list(range(6, 12))
 FAMILIES = [[arch, objective, sampler, weighting] for arch in ("unet", "dit")
             for objective, sampler, weighting in (("epsilon", "ddim", "min_snr"), ("flow", "euler", "uniform"))]
 
@@ -368,8 +370,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
               "in general (transformer backbones, flow matching)?",
         measures="the phases experiment's onsets, lag and three predictions for four families: UNet and DiT "
                  "(model.arch), each with the noise objective and with flow matching (diffusion.objective)",
-        scales={"laptop": Scale("default", TIMING_RUN, {FAMILY_KEYS: FAMILIES}, TIMING_SEEDS),
-                "full": Scale("paper", {}, {FAMILY_KEYS: FAMILIES}, TIMING_SEEDS),
+        scales={"laptop": Scale("default", TIMING_RUN, {FAMILY_KEYS: FAMILIES}, FAMILY_SEEDS),
+                "full": Scale("paper", {}, {FAMILY_KEYS: FAMILIES}, FAMILY_SEEDS),
                 "tiny": Scale("tiny", {**TINY_RUN, "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 2,
                                        "model.dit_heads": 2},
                               {FAMILY_KEYS: [[a, o, s, "uniform"] for a, o, s, _ in FAMILIES]},  # tiny: unweighted
