@@ -561,6 +561,14 @@ def test_torus_verdict_from_additive_share_against_step_0_and_chance(tmp_path, f
     assert few["predictions"][0]["verdict"] == "not measurable"
 
 
+def test_agreement_is_not_measurable_when_no_run_changes_phase(tmp_path):
+    """Runs that stay in A throughout (as a network that learns no code) are their own shuffle."""
+    runs = [(f"r{s}", {"training.seed": s}, phase_track(None, b_step=10 ** 6, accurate_step=None)) for s in range(8)]
+    result = phases_experiment.analyze_phases(synthetic(runs), context(tmp_path, "phases"))
+    agreement = next(p for p in result["predictions"] if p["name"] == "agreement")
+    assert agreement["verdict"] == "not measurable" and agreement["reason"].startswith("no run changes phase"), agreement
+
+
 @pytest.mark.parametrize("dit_c, dit_accurate, verdict", [
     (500, 1000, "reproduced"),  # every family: A -> B -> C, accurate after C
     (1000, 500, "contradicted"),  # the DiT families generate accurately before their code is ordered

@@ -130,6 +130,9 @@ def test_agreement_null_says_no_when_phases_and_outcomes_disagree():
     aligned = agreement_null([(phases, ["several"] * 5 + ["wrong"] * 5 + ["accurate"] * 5)] * 3)
     assert aligned["agreement"] == 1.0 and aligned["p_value"] < 0.001
     assert agreement_null([([None], ["wrong"])])["p_value"] is None
+    assert aligned["runs_changing_phase"] == 3
+    one_phase = agreement_null([(["A"] * 5, ["none"] * 4 + ["wrong"])] * 2)  # never leaves A: its own null
+    assert one_phase["runs_changing_phase"] == 0 and one_phase["agreement"] == pytest.approx(one_phase["null_mean"]) == 0.8
 
 
 def test_rank_correlation_is_nan_safe():

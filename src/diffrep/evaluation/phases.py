@@ -201,7 +201,9 @@ def agreement_null(runs: Sequence[tuple[Sequence[str | None], Sequence[str | Non
     run's phase labels permuted over its own checkpoints (so each run keeps how long it spent in
     each phase), the pooled agreement recomputed `permutations` times. Returns {"agreement",
     "null_mean", "null_95" (95th percentile), "p_value" (one-sided, (1 + #null >= observed) /
-    (1 + permutations)), "n"}; None values when no checkpoint has both."""
+    (1 + permutations)), "n", "runs_changing_phase" (runs with two phases or more: a run in one
+    phase throughout is its own shuffle and adds nothing to tell agreement from chance)}; None
+    values when no checkpoint has both."""
     pairs = []
     for phases, outcomes in runs:
         keep = [(p, o if isinstance(o, str) else OUTCOME_NAMES[int(o)])
@@ -210,7 +212,7 @@ def agreement_null(runs: Sequence[tuple[Sequence[str | None], Sequence[str | Non
             pairs.append(keep)
     n = sum(len(k) for k in pairs)
     if not n:
-        return {"agreement": None, "null_mean": None, "null_95": None, "p_value": None, "n": 0}
+        return {"agreement": None, "null_mean": None, "null_95": None, "p_value": None, "n": 0, "runs_changing_phase": 0}
     observed = float(np.mean(np.concatenate([_hits(*zip(*k)) for k in pairs])))
     rng = np.random.default_rng(seed)
     # Agreement is a sum over checkpoints of [outcome in PHASE_OUTCOMES[phase]]: a table per run.
@@ -223,4 +225,5 @@ def agreement_null(runs: Sequence[tuple[Sequence[str | None], Sequence[str | Non
         null += table[perms, np.arange(m)].sum(axis=1)  # checkpoint j gets the phase of checkpoint perm[j]
     null /= n
     return {"agreement": observed, "null_mean": float(null.mean()), "null_95": float(np.percentile(null, 95)),
-            "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations)), "n": n}
+            "p_value": float((1 + (null >= observed - 1e-12).sum()) / (1 + permutations)), "n": n,
+            "runs_changing_phase": sum(len({p for p, _ in k}) > 1 for k in pairs)}

@@ -113,7 +113,8 @@ def phase_predictions(stats: dict, found: dict[str, Onsets]) -> list[dict]:
                MIN_MEASURED_RUNS runs reached phase C.
     agreement  a checkpoint's phase predicts its most frequent outcome better than its shuffled
                labels do: reproduced at permutation p < ALPHA, contradicted when the agreement is at
-               or below the null's mean, else not measurable.
+               or below the null's mean, else not measurable; not measurable when no run changes
+               phase (its shuffled labels are its labels: nothing to compare).
     lag        accurate generation does not come before the ordered code: reproduced when the 95%
                bootstrap interval of the median lag (first accuracy >= 0.5 minus first C) is >= 0,
                contradicted when it is < 0, not measurable when it spans 0 or fewer than
@@ -133,6 +134,8 @@ def phase_predictions(stats: dict, found: dict[str, Onsets]) -> list[dict]:
     null = stats["agreement_null"]
     if null["agreement"] is None:
         agree = verdict(NOT_MEASURABLE, "no checkpoint has both a phase and an outcome")
+    elif not null["runs_changing_phase"]:
+        agree = verdict(NOT_MEASURABLE, f"no run changes phase (agreement {null['agreement']:.2f} is its own null)")
     elif null["p_value"] < ALPHA:
         agree = verdict(REPRODUCED, f"agreement {null['agreement']:.2f} against the null's {null['null_mean']:.2f} "
                                     f"(p = {null['p_value']:.3g})")
