@@ -56,12 +56,18 @@ def setting_label(row: dict) -> str:
     return label + AXES if has_axes(row) else label
 
 
+def runs_by_setting(firsts: dict) -> dict[str, list[str]]:
+    """{setting_label: [run, ...]} of one row per run."""
+    runs_of: dict[str, list[str]] = {}
+    for run, row in firsts.items():
+        runs_of.setdefault(setting_label(row), []).append(run)
+    return runs_of
+
+
 def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
     """The control and the coupled prediction (module docstring) for every FiLM 2D lattice with dx < dy
     that has a 1D control at its dy and a denser 1D control to compare that one with."""
-    runs_of = {}
-    for run, row in firsts.items():
-        runs_of.setdefault(setting_label(row), []).append(run)
+    runs_of = runs_by_setting(firsts)
     one_d = sorted({float(r["data.dy"]) for r in firsts.values() if is_1d(r) and not has_axes(r)})
     out = []
     for label in sorted(runs_of):
@@ -96,9 +102,7 @@ def imbalance_predictions(t_x: dict, t_y: dict, firsts: dict) -> list[dict]:
 def axes_predictions(t_y: dict, firsts: dict) -> list[dict]:
     """Prediction 2 (module docstring) for every axes-conditioned 2D lattice whose FiLM twin and
     whose 1D controls (dy, both conditionings) are in the sweep."""
-    runs_of = {}
-    for run, row in firsts.items():
-        runs_of.setdefault(setting_label(row), []).append(run)
+    runs_of = runs_by_setting(firsts)
     out = []
     for label in sorted(runs_of):
         row = firsts[runs_of[label][0]]
@@ -123,8 +127,7 @@ def axes_predictions(t_y: dict, firsts: dict) -> list[dict]:
             return shift_word(shift_test([t_y[r] for r in runs_of[setting]], [t_y[r] for r in runs_of[control]]))
 
         test = shift_test(penalty(label, alone[AXES]), penalty(film, alone[""]))
-        direction = shift_direction(test)
-        outcome = {-1: REPRODUCED, 1: CONTRADICTED, 0: NOT_MEASURABLE}[direction]
+        outcome = {-1: REPRODUCED, 1: CONTRADICTED, 0: NOT_MEASURABLE}[shift_direction(test)]
         out.append({"name": name, "prediction": prediction, **verdict(outcome, (
             f"2D penalty of axes against FiLM's: {shift_word(test, ('smaller', 'larger'))}; y in 2D against y alone: "
             f"axes {against(label, alone[AXES])}, FiLM {against(film, alone[''])}"))})
