@@ -3,8 +3,9 @@
 The papers study one family: a convolutional UNet trained to predict the noise. Here four families
 train on the same data with the same conditioning and the same probe: the UNet and a small DiT
 (model.arch), each with the noise (epsilon) objective and with flow matching (diffusion.objective),
-at least five seeds each. For each family the phases experiment's three predictions (order,
-agreement, lag; `phases.phase_predictions`) are computed on its runs alone.
+six seeds each (the fewest its order and lag tests accept). For each family the phases
+experiment's three predictions (order, agreement, lag; `phases.phase_predictions`) are computed on
+its runs alone.
 
 Beside the verdicts, per family, how soon it generates accurately: steps to accuracy 0.9 (the
 curves' sampler), each run's median training-step time (`step_time` of metrics.jsonl: training
