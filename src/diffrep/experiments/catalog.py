@@ -450,7 +450,8 @@ def describe(p: Plan, runs: int) -> str:
     t, m = p.base.training, p.base.model
     s, q = p.base.scoring, p.base.probe
     return (f"{p.scale} scale: {runs} runs ({runs // len(p.seeds)} settings x seeds {p.seeds}), preset "
-            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size}, a checkpoint every "
+            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size} at lr {t.lr:g} "
+            f"({t.lr_decay}), a checkpoint every "
             f"{t.checkpoint_every} steps, scoring {s.sampler}{s.sampler_steps} on a {s.grid}^2 grid"
             f"{', the last checkpoint with ddpm' if s.final_ddpm else ''}, probe grid {q.grid}^2 ({q.input} noise, "
             f"t = {q.timestep}, {q.draws} draws) at {', '.join(q.layers)}, phase rule {rule_id(p.base.phase)}")
