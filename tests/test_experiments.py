@@ -88,7 +88,7 @@ def test_every_experiment_has_three_scales_and_a_claim():
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == list(range(6, 14))
                 assert laptop.checkpoint_every == 25
             elif name in ("density", "sigma", "imbalance", "ablation", "torus", "families"):  # seeds that chose nothing
-                seeds = list(range(6, 14)) if name == "density" else list(range(6, 11))
+                seeds = {"density": list(range(6, 14)), "families": list(range(6, 12))}.get(name, list(range(6, 11)))
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == seeds
                 assert laptop.checkpoint_every == 50
             else:
