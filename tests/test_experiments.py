@@ -50,7 +50,7 @@ EXPECTED_STATISTICS = {
                   "epochs_to_y_accuracy_0.5", "additive_share_gain", "final_additive_share", "additive_share_chance"},
     "torus": {"final_additive_share", "additive_share_gain", "additive_share_chance", "final_xy_angle_deg"},
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
-              "heldout_to_train_denoise_loss"},
+              "heldout_to_train_denoise_loss", "trend_ratio_interior_square", "trend_ratio_edge_square"},
     "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
     "percolation": {"largest_cluster_fraction", "largest_cluster_share", "onset_lambda"},
     "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
@@ -91,6 +91,9 @@ def test_every_experiment_has_three_scales_and_a_claim():
                 seeds = {"density": list(range(6, 14)), "families": list(range(6, 12))}.get(name, list(range(6, 11)))
                 assert plan(name, "laptop").seeds == plan(name, "full").seeds == seeds
                 assert laptop.checkpoint_every == 50
+            elif name == "holes":  # three seeds that chose nothing, for its trend with the width
+                assert plan(name, "laptop").seeds == [6, 7, 8] and plan(name, "full").seeds == list(range(6, 11))
+                assert laptop.checkpoint_every == 250
             else:
                 assert plan(name, "laptop").seeds == [0, 1] and plan(name, "full").seeds == [0, 1, 2, 3, 4]
                 assert laptop.checkpoint_every == 250
@@ -426,6 +429,42 @@ def test_holes_verdict_per_region_family_and_width(tmp_path):
     assert words["band W=8"] == "not reached"  # in-distribution accuracy 0.1 < 0.2: nothing learned
     loss = {e["label"]: e["mean"] for e in result["statistics"]["heldout_to_train_denoise_loss"]["per_setting"]}
     assert loss["interior square W=2"] == pytest.approx(2.0)
+
+
+def band_runs(held_by_width: dict, seeds=range(3), train=0.9):
+    """Runs holding out one band each, W -> held-out accuracy per seed."""
+    scores = lambda held: lambda step: {"score.train.accuracy": train, "score.train.denoise_loss": 0.1,  # noqa: E731
+                                        "score.heldout_0.accuracy": held, "score.heldout_0.denoise_loss": 0.1}
+    return [(f"band{w}-{s}", {"data.holdout": [{"kind": "band", "width": w, "x": 16, "y": 16}], "training.seed": s},
+             scores(held[i])) for w, held in held_by_width.items() for i, s in enumerate(seeds)]
+
+
+@pytest.mark.parametrize("held_by_width, expected", [
+    # the wider the band, the worse it is filled in, in every seed: the follow-up's claim
+    ({1.0: [0.9, 0.85, 0.88], 3.5: [0.7, 0.6, 0.75], 8.0: [0.1, 0.05, 0.2]}, "reproduced"),
+    # wider bands filled in better
+    ({1.0: [0.1, 0.05, 0.2], 3.5: [0.7, 0.6, 0.75], 8.0: [0.9, 0.85, 0.88]}, "contradicted"),
+    # no trend: the ratios interleave across widths
+    ({1.0: [0.9, 0.5, 0.7], 3.5: [0.85, 0.55, 0.72], 8.0: [0.88, 0.52, 0.69]}, "not measurable"),
+])
+def test_holes_trend_with_the_width(tmp_path, held_by_width, expected):
+    result = holes.analyze_holes(synthetic(band_runs(held_by_width)), context(tmp_path, "holes"))
+    (band,) = result["predictions"]
+    assert band["name"] == "band" and band["verdict"] == expected
+    assert result["verdict"].startswith(f"{expected}: bands: {expected}")
+    assert result["statistics"]["trend_ratio_band"]["n"] == 9
+
+
+def test_holes_trend_needs_runs_that_learned(tmp_path):
+    # two seeds a width learned nothing in distribution: 6 runs left, but at one width only
+    runs = band_runs({1.0: [0.9, 0.8], 8.0: [0.1, 0.2]}, seeds=range(2))
+    runs = [r for r in runs if r[0].startswith("band1.0")] + band_runs({8.0: [0.0, 0.0]}, seeds=range(2), train=0.1)
+    (band,) = holes.analyze_holes(synthetic(runs), context(tmp_path, "holes"))["predictions"]
+    assert band["verdict"] == "not measurable" and "fewer than two widths" in band["reason"]
+    # learned at two widths, but by 4 runs: fewer than stats.MIN_MEASURED_RUNS
+    (band,) = holes.analyze_holes(synthetic(band_runs({1.0: [0.9, 0.8], 8.0: [0.1, 0.2]}, seeds=range(2))),
+                                  context(tmp_path, "holes"))["predictions"]
+    assert band["verdict"] == "not measurable" and band["reason"].startswith("4 of 4 runs")
 
 
 @pytest.mark.parametrize("tracks, expected", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..plots import plot_seed_bands, plot_setting_curves
 from ..sweep.tables import config_from_row, curve, final_value
 from .common import ACCURACY_KEY, NOT_REACHED, Context, first_rows, save_figure, seed_stats, series
+from .stats import NOT_MEASURABLE, overall, trend_test, trend_verdict, verdict
 
 MIN_TRAIN_ACCURACY = 0.2  # below this in-distribution accuracy a held-out ratio means nothing
 INTERPOLATES = 0.8  # held-out / in-distribution accuracy at least this: "interpolates" ...
@@ -25,9 +26,14 @@ def analyze_holes(rows: list[dict], ctx: Context) -> dict:
 
     Per run and region: the held-out to in-distribution accuracy ratio at the last checkpoint (None
     when the in-distribution accuracy is below MIN_TRAIN_ACCURACY: nothing is learned to generalize)
-    and the held-out to in-distribution denoising-loss ratio (sampling-free). Verdict per family and
-    W from the mean ratio over seeds: >= INTERPOLATES 'interpolates', < FAILS 'fails', else 'partly';
-    NOT_REACHED when no seed learned the in-distribution set.
+    and the held-out to in-distribution denoising-loss ratio (sampling-free). Each family and W is
+    described by the mean ratio over seeds: >= INTERPOLATES 'interpolates', < FAILS 'fails', else
+    'partly'; NOT_REACHED when no seed learned the in-distribution set.
+
+    The prediction, per family held out at two widths or more ("worse as they grow"): the ratio falls
+    as W grows, decided by `stats.trend_verdict` on the Spearman rho of W with the ratio over the
+    runs that learned the in-distribution set, predicted < 0. The verdict is the overall one of the
+    families (`stats.overall`).
     """
     firsts = first_rows(rows)
     train_acc = final_value(rows, ACCURACY_KEY)
@@ -66,13 +72,31 @@ def analyze_holes(rows: list[dict], ctx: Context) -> dict:
         "heldout_to_train_denoise_loss": {"description": "held-out / in-distribution denoising loss at the last checkpoint",
                                           "per_setting": entries["loss_ratio"]},
     }
+    families = sorted({f for f, _ in order})
+    predictions = []
+    for family in families:
+        family_widths = [w for f, w in order if f == family]
+        if len(family_widths) < 2:
+            continue
+        learned = [(w, r) for w in family_widths for r in groups[(family, w)]["ratio"] if r is not None]
+        test = stats[f"trend_ratio_{family.replace(' ', '_')}"] = {
+            "description": f"{family}: Spearman rho of W with the held-out / in-distribution accuracy over the runs "
+                           f"whose in-distribution accuracy is >= {MIN_TRAIN_ACCURACY}, permutation p-values and a "
+                           "bootstrap interval over runs",
+            **trend_test([w for w, _ in learned], [r for _, r in learned])}
+        decided = trend_verdict(test, -1, f"in-distribution accuracy {MIN_TRAIN_ACCURACY}") \
+            if test["n_settings"] >= 2 else verdict(NOT_MEASURABLE, f"the in-distribution set is learned (accuracy >= "
+                                                                    f"{MIN_TRAIN_ACCURACY}) at fewer than two widths")
+        predictions.append({"name": family, "prediction": f"{family}s: the held-out / in-distribution accuracy falls "
+                                                          "as W grows (rho of W with the ratio < 0)", **decided})
     words = []
     for e in entries["ratio"]:
         word = NOT_REACHED if e["mean"] is None else "interpolates" if e["mean"] >= INTERPOLATES else \
             "fails" if e["mean"] < FAILS else "partly"
         words.append(f"{e['label']}: {word}" + ("" if e["mean"] is None else f" ({e['mean']:.2f})"))
-    verdict = "held-out / in-distribution accuracy: " + "; ".join(words) if words else f"{NOT_REACHED}: no held-out region"
-    families = sorted({f for f, _ in order})
+    trend_words = "; ".join(f"{p['name']}s: {p['verdict']} ({p['reason']})" for p in predictions)
+    summary = (f"{overall(predictions)}: {trend_words}. " if predictions else "") + (
+        "held-out / in-distribution accuracy: " + "; ".join(words) if words else f"{NOT_REACHED}: no held-out region")
     width_of = lambda e: e["setting"]["width"]  # noqa: E731
     by_width = [{"setting": {"width": w}, "values": [v for e in entries["train"] if e["setting"]["width"] == w
                                                       for v in e["values"]]} for w in sorted({w for _, w in order})]
@@ -84,4 +108,4 @@ def analyze_holes(rows: list[dict], ctx: Context) -> dict:
         lambda ax: plot_setting_curves(ax, [{"label": f"{f} W={w:g}", "runs": [c for c in loss_curves[(f, w)] if c]}
                                             for f, w in order], "held-out / in-distribution denoising loss"),
     ])
-    return {"statistics": stats, "verdict": verdict, "figures": figures}
+    return {"statistics": stats, "predictions": predictions, "verdict": summary, "figures": figures}
