@@ -10,7 +10,7 @@ from diffrep.cli import main
 from diffrep.config import ConfigError, hook_points, layer_aliases, make_config
 from diffrep.diffusion import sample
 from diffrep.evaluation.scoring import scoring_sampler
-from diffrep.model import DiT, build_model
+from diffrep.model import DiT, build_model, sincos_positions
 from test_training import assert_resumes_exactly, tiny_run
 
 TINY_DIT = {"model.arch": "dit", "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 3, "model.dit_heads": 2}
@@ -63,6 +63,25 @@ def test_an_identity_patch_is_exact_and_a_zero_patch_at_layer4_is_not_in_the_dit
         assert not torch.allclose(model(x, t, labels), plain)
 
 
+def test_the_position_embedding_is_fixed_and_tells_every_patch_apart():
+    cfg = make_config("tiny", TINY_DIT)
+    model = build_model(cfg)
+    assert not any("position" in name for name, _ in model.named_parameters())  # fixed, not trained
+    assert "embed.position" not in model.state_dict()  # rebuilt from the config, not checkpointed
+    side = cfg.data.image_size // cfg.model.patch_size
+    positions = sincos_positions(side, 16)[0]
+    assert torch.equal(model.embed.position[0], positions) and positions.shape == (side * side, 16)
+    # a patch's embedding is nearer its own than any other patch's: the embedding names every patch
+    similarity = positions @ positions.T
+    assert torch.equal(similarity.argmax(dim=1), torch.arange(side * side))
+    # the first quarter reads the column, the third the row (tokens go in rows of patches)
+    column, row = positions[:, 0].reshape(side, side), positions[:, 8].reshape(side, side)
+    assert torch.equal(column, column[:1].expand(side, side)) and torch.equal(row, row[:, :1].expand(side, side))
+    assert column[0].unique().numel() == side and row[:, 0].unique().numel() == side
+    learned = build_model(make_config("tiny", {**TINY_DIT, "model.dit_position": "learned"}))
+    assert learned.embed.position.requires_grad and "embed.position" in learned.state_dict()
+
+
 def test_a_dit_run_is_probed_and_resumes_exactly(tmp_path):
     whole = tiny_run(tmp_path / "whole", **TINY_DIT)
     records = [r for r in whole.metrics() if "probe.layer4.condition_share" in r]
@@ -75,6 +94,7 @@ def test_a_dit_run_is_probed_and_resumes_exactly(tmp_path):
 @pytest.mark.parametrize("setting, needle", [
     ("model.arch=vit", "model.arch"), ("model.patch_size=3", "model.patch_size"),
     ("model.dit_width=30", "model.dit_width"), ("probe.layers=[\"down3\"]", "probe.layers"),
+    ("model.dit_position=rope", "model.dit_position"),
 ])
 def test_bad_dit_settings_are_one_line(tmp_path, capsys, setting, needle):
     args = ["train", "tiny", "--run-dir", str(tmp_path / "run"), "--set", "model.arch=dit", "--set", setting]

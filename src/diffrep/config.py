@@ -141,6 +141,10 @@ class ModelConfig:
     dit_width: int = 96  # dit: token width
     dit_depth: int = 6  # dit: transformer blocks
     dit_heads: int = 4  # dit: attention heads
+    # dit: sincos, DiT's fixed 2D sin-cos position embedding | learned, a trained one from N(0, 0.02), with
+    # which the DiT never places the bump at its condition (docs/tuning.md); the families runs kept in
+    # docs/findings/families used it
+    dit_position: str = "sincos"
 
 
 # What the network learns to predict (diffusion.py), and the samplers of each objective.
@@ -598,8 +602,10 @@ def validate(cfg: Config) -> None:
     _check(m.patch_size >= 1 and d.image_size % m.patch_size == 0,
            f"model.patch_size: must divide data.image_size ({d.image_size}) (got {m.patch_size})")
     _check(m.dit_depth >= 1, f"model.dit_depth: must be >= 1 (got {m.dit_depth})")
-    _check(m.dit_heads >= 1 and m.dit_width >= 2 and m.dit_width % m.dit_heads == 0,
-           f"model.dit_width: must be divisible by model.dit_heads ({m.dit_heads}) (got {m.dit_width})")
+    _choice(m.dit_position, "model.dit_position", ("sincos", "learned"))
+    _check(m.dit_heads >= 1 and m.dit_width >= 4 and m.dit_width % 4 == 0 and m.dit_width % m.dit_heads == 0,
+           f"model.dit_width: must be divisible by 4 (the 2D sin-cos position embedding) and by model.dit_heads "
+           f"({m.dit_heads}) (got {m.dit_width})")
 
     _choice(f.schedule, "diffusion.schedule", ("linear",))
     _check(2 <= f.timesteps <= 100_000, f"diffusion.timesteps: must be in [2, 100000] (got {f.timesteps})")

@@ -292,15 +292,36 @@ def intervene_outputs(blocks: dict[str, nn.Module], edits: dict, aliases: dict |
 
 class PatchEmbed(nn.Module):
     """[B, 1, N, N] -> [B, T, W] tokens: non-overlapping p x p patches, linearly embedded, plus a
-    learned position embedding per patch. The DiT's hook point `embed`."""
+    position embedding (`model.dit_position`): DiT's fixed 2D sin-cos one (`sincos_positions`), or a
+    learned one from N(0, 0.02). The DiT's hook point `embed`.
 
-    def __init__(self, image_size: int, patch: int, width: int):
+    The learned one starts at a few percent of a noisy patch's embedding; with it the DiT never
+    placed the bump at its condition, with the fixed one it did (docs/tuning.md)."""
+
+    def __init__(self, image_size: int, patch: int, width: int, position: str = "sincos"):
         super().__init__()
         self.proj = nn.Conv2d(1, width, patch, stride=patch)
-        self.position = nn.Parameter(torch.randn(1, (image_size // patch) ** 2, width) * 0.02)
+        side = image_size // patch
+        if position == "learned":
+            self.position = nn.Parameter(torch.randn(1, side * side, width) * 0.02)
+        else:
+            self.register_buffer("position", sincos_positions(side, width), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).flatten(2).transpose(1, 2) + self.position
+
+
+def sincos_positions(side: int, width: int) -> torch.Tensor:
+    """[1, side * side, width], tokens in rows of patches: sin and cos of the patch's column at width / 4
+    frequencies from 1 down to 1 / 10,000, then the same of its row (Peebles and Xie's DiT, after MAE).
+    Their products with functions of the condition (adaLN's scale) sum to cos(w (column - x)) and the
+    like: terms peaked where the patch is at the condition."""
+    quarter = width // 4
+    freqs = 1.0 / 10_000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
+                                indexing="ij")
+    parts = [f(c.reshape(-1, 1) * freqs) for c in (cols, rows) for f in (torch.sin, torch.cos)]
+    return torch.cat(parts, dim=1).float()[None]
 
 
 class DiTBlock(nn.Module):
@@ -359,7 +380,7 @@ class DiT(ConditionedNet):
         super().__init__(cfg, latent_size)
         self.HOOKS = hook_points(cfg)
         self.patch, self.image_size = cfg.patch_size, image_size
-        self.embed = PatchEmbed(image_size, cfg.patch_size, cfg.dit_width)
+        self.embed = PatchEmbed(image_size, cfg.patch_size, cfg.dit_width, cfg.dit_position)
         side = image_size // cfg.patch_size
         for i in range(1, cfg.dit_depth + 1):
             axes = AxisShift(cfg.emb_dim, cfg.dit_width, side) if cfg.conditioning == "axes" else None
