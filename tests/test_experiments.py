@@ -479,6 +479,11 @@ def test_holes_trend_needs_runs_that_learned(tmp_path):
      {"order": "not measurable", "lag": "not measurable"}),
     # two seeds: too few runs reach C to decide anything about order or lag
     ([dict(c_step=1000)] * 2, {"order": "not measurable", "lag": "not measurable"}),
+    # accurate from step 1000 and never ordered, in every seed: the lag is at most 1000 - 4250 < 0
+    ([dict(c_step=None, accurate_step=1000)] * 8, {"order": "not measurable", "lag": "contradicted"}),
+    # six seeds accurate 500 steps after C, two accurate without C: no longer reproduced, not contradicted
+    ([dict(c_step=1000, accurate_step=1500)] * 6 + [dict(c_step=None, accurate_step=1000)] * 2,
+     {"lag": "not measurable"}),
 ])
 def test_phases_predictions_and_their_verdicts(tmp_path, tracks, expected):
     runs = [(f"seed{i}", {"training.seed": i}, phase_track(**t)) for i, t in enumerate(tracks)]
@@ -486,6 +491,9 @@ def test_phases_predictions_and_their_verdicts(tmp_path, tracks, expected):
     found = {p["name"]: p["verdict"] for p in result["predictions"]}
     assert {k: found[k] for k in expected} == expected
     assert result["verdict"].split(":")[0] == stats.overall(result["predictions"])
+    bounds = [v for e in result["statistics"]["lag_bound_accurate_before_c"]["per_setting"] for v in e["values"]]
+    assert bounds == [1000 - (STEPS[-1] + 250) if t.get("c_step", 0) is None and t.get("accurate_step") is not None
+                      else None for t in tracks]
     lag = result["statistics"]["lag_c_to_accurate"]
     values = [v for e in lag["per_setting"] for v in e["values"] if v is not None]
     if values:

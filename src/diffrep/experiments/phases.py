@@ -76,6 +76,17 @@ def phase_statistics(rows: list[dict], ctx: Context, label) -> tuple[dict, dict[
     stats["lag_c_to_accurate"] = {**per(lags, f"first accuracy >= {ACCURATE_ONSET} minus first phase C (steps; > 0: "
                                                "the ordered code comes first)"),
                                   "median_interval": bootstrap_interval(list(lags.values()))}
+    # A run accurate before any phase C: C would come at the checkpoint after its last at the earliest,
+    # so its lag is at most its accuracy onset minus that step (negative: accurate before the order).
+    bounds = {}
+    for run, o in found.items():
+        steps = [r["step"] for r in by_run[run] if r.get(f"phase.{ctx.layer}")]
+        after_last = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1) if steps else None
+        bounds[run] = o.accurate - after_last if o.accurate is not None and o.phase["C"] is None and steps else None
+    stats["lag_bound_accurate_before_c"] = {
+        **per(bounds, f"runs with accuracy >= {ACCURATE_ONSET} and no phase C: first accuracy minus the checkpoint after "
+                      "the last (where C would come at the earliest), a bound their lag is at most"),
+        "median_interval": bootstrap_interval([*lags.values(), *bounds.values()])}
     stats["reversals"] = per({r: o.reversals for r, o in found.items()},
                              "checkpoints labelled with an earlier phase than one seen before")
     agree = {}
@@ -116,9 +127,11 @@ def phase_predictions(stats: dict, found: dict[str, Onsets]) -> list[dict]:
                or below the null's mean, else not measurable; not measurable when no run changes
                phase (its shuffled labels are its labels: nothing to compare).
     lag        accurate generation does not come before the ordered code: reproduced when the 95%
-               bootstrap interval of the median lag (first accuracy >= 0.5 minus first C) is >= 0,
-               contradicted when it is < 0, not measurable when it spans 0 or fewer than
-               MIN_MEASURED_RUNS runs reached both.
+               bootstrap interval of the median lag (first accuracy >= 0.5 minus first C) is >= 0 and
+               no run is accurate without ever reaching C; contradicted when the interval of the
+               median over the lags and, for the runs accurate without C, the bounds their lags are
+               at most (`lag_bound_accurate_before_c`) is < 0 (so the true one is too); not
+               measurable otherwise or when fewer than MIN_MEASURED_RUNS runs give a lag or a bound.
     """
     n = len(found)
     reached_c = sum(o.phase["C"] is not None for o in found.values())
@@ -145,12 +158,18 @@ def phase_predictions(stats: dict, found: dict[str, Onsets]) -> list[dict]:
         agree = verdict(NOT_MEASURABLE, f"agreement {null['agreement']:.2f} against the null's {null['null_mean']:.2f} "
                                         f"(p = {null['p_value']:.3g})")
     lags = [v for e in stats["lag_c_to_accurate"]["per_setting"] for v in e["values"] if v is not None]
-    interval = stats["lag_c_to_accurate"]["median_interval"]
-    if len(lags) < MIN_MEASURED_RUNS:
-        lag = verdict(NOT_MEASURABLE, f"{len(lags)} of {n} runs reached both phase C and accuracy {ACCURATE_ONSET}")
-    else:
+    bounds = [v for e in stats["lag_bound_accurate_before_c"]["per_setting"] for v in e["values"] if v is not None]
+    interval, with_bounds = stats["lag_c_to_accurate"]["median_interval"], stats["lag_bound_accurate_before_c"]["median_interval"]
+    if len(lags) + len(bounds) < MIN_MEASURED_RUNS:
+        lag = verdict(NOT_MEASURABLE, f"{len(lags)} of {n} runs reached both phase C and accuracy {ACCURATE_ONSET}"
+                                      f"{f', {len(bounds)} accuracy without C' if bounds else ''}")
+    elif not bounds:
         text = f"median lag {interval[0]:g} steps, 95% interval [{interval[1]:g}, {interval[2]:g}] over {len(lags)} runs"
         lag = verdict(REPRODUCED if interval[1] >= 0 else CONTRADICTED if interval[2] < 0 else NOT_MEASURABLE, text)
+    else:
+        text = (f"{len(bounds)} of {n} runs accurate without reaching phase C; median lag at most {with_bounds[0]:g} "
+                f"steps, 95% interval [{with_bounds[1]:g}, {with_bounds[2]:g}] over {len(lags) + len(bounds)} runs")
+        lag = verdict(CONTRADICTED if with_bounds[2] < 0 else NOT_MEASURABLE, text)
     return [{"name": "order", "prediction": "the phases come A -> B -> C, never going back", **order},
             {"name": "agreement", "prediction": "a checkpoint's phase predicts its generation outcome "
                                                 "(A: several or none, B: wrong, C: accurate) better than chance", **agree},
