@@ -142,8 +142,8 @@ class ModelConfig:
     dit_depth: int = 6  # dit: transformer blocks
     dit_heads: int = 4  # dit: attention heads
     # dit: sincos, DiT's fixed 2D sin-cos position embedding | learned, a trained one from N(0, 0.02), with
-    # which the DiT never places the bump at its condition (docs/tuning.md); the families runs kept in
-    # docs/findings/families used it
+    # which the DiT does not place the bump at its condition (docs/tuning.md); `learned` reproduces the
+    # families runs kept in docs/findings/families
     dit_position: str = "sincos"
 
 

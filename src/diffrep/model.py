@@ -314,8 +314,8 @@ class PatchEmbed(nn.Module):
 def sincos_positions(side: int, width: int) -> torch.Tensor:
     """[1, side * side, width], tokens in rows of patches: sin and cos of the patch's column at width / 4
     frequencies from 1 down to 1 / 10,000, then the same of its row (Peebles and Xie's DiT, after MAE).
-    Their products with functions of the condition (adaLN's scale) sum to cos(w (column - x)) and the
-    like: terms peaked where the patch is at the condition."""
+    Their products with functions of the condition (adaLN's scale) sum to cos(w column - phi(x)) and
+    the like: terms that peak at the patches where the condition puts the bump."""
     quarter = width // 4
     freqs = 1.0 / 10_000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
