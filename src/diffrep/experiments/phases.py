@@ -78,11 +78,11 @@ def phase_statistics(rows: list[dict], ctx: Context, label) -> tuple[dict, dict[
                                   "median_interval": bootstrap_interval(list(lags.values()))}
     # A run accurate before any phase C: C would come at the checkpoint after its last at the earliest,
     # so its lag is at most its accuracy onset minus that step (negative: accurate before the order).
-    bounds = {}
+    bounds = dict.fromkeys(found)
     for run, o in found.items():
         steps = [r["step"] for r in by_run[run] if r.get(f"phase.{ctx.layer}")]
-        after_last = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1) if steps else None
-        bounds[run] = o.accurate - after_last if o.accurate is not None and o.phase["C"] is None and steps else None
+        if o.accurate is not None and o.phase["C"] is None and steps:
+            bounds[run] = o.accurate - (steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1))
     stats["lag_bound_accurate_before_c"] = {
         **per(bounds, f"runs with accuracy >= {ACCURATE_ONSET} and no phase C: first accuracy minus the checkpoint after "
                       "the last (where C would come at the earliest), a bound their lag is at most"),
