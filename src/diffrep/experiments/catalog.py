@@ -9,9 +9,10 @@ numbers:
 
   laptop  (the default) a reduced scale that a 2-core CPU affords: the `default` preset as it is (its
           1,200-step cosine), fewer grid values; holes, stripes and digits with a checkpoint every 250
-          steps, stripes and digits on seeds 0 and 1, holes on 6-8; the timing experiments (density, sigma, imbalance, ablation) with a
-          checkpoint every 50 steps and seeds 6-10 (density 6-13); `phases` eight seeds (6-13) with a
-          checkpoint every 25 steps. `estimate_seconds` gives the wall time.
+          steps, stripes and digits on seeds 0 and 1, holes on 6-8; the timing experiments (density,
+          sigma, imbalance, ablation) with a checkpoint every 50 steps and seeds 6-10 (density 6-13);
+          `phases` eight seeds (6-13) with a checkpoint every 25 steps. `estimate_seconds` gives the
+          wall time.
   full    the paper's scale: the `paper` preset (widths 64/128/256), the full grids, the laptop scale's
           seeds (stripes, digits: 0-4; holes 6-10); for a GPU (training.device=auto picks it) or a Ray
           cluster (--backend ray)
