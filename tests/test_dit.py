@@ -10,7 +10,7 @@ from diffrep.cli import main
 from diffrep.config import ConfigError, hook_points, layer_aliases, make_config
 from diffrep.diffusion import sample
 from diffrep.evaluation.scoring import scoring_sampler
-from diffrep.model import DiT, build_model, sincos_positions
+from diffrep.model import DiT, StopForward, build_model, sincos_positions
 from test_training import assert_resumes_exactly, tiny_run
 
 TINY_DIT = {"model.arch": "dit", "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 3, "model.dit_heads": 2}
@@ -27,8 +27,10 @@ def test_the_dit_predicts_an_image_sized_noise_and_names_every_block():
     cfg = make_config("tiny", TINY_DIT)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    assert isinstance(model, DiT) and model.HOOKS == ("embed", "block1", "block2", "block3", "final")
-    assert hook_points(cfg.model) == model.HOOKS and layer_aliases(cfg.model) == {"layer4": "block1", "bottleneck": "block2"}
+    assert isinstance(model, DiT) and model.HOOKS == ("embed", "block1", "written1", "block2", "written2", "block3",
+                                                      "written3", "final")
+    assert hook_points(cfg.model) == model.HOOKS
+    assert layer_aliases(cfg.model) == {"layer4": "written1", "bottleneck": "written2"}
     x, t, labels = inputs(cfg)
     assert torch.equal(model(x, t, labels), torch.zeros_like(x))  # adaLN-Zero: the output layer starts at zero
     for p in model.final.parameters():  # any output layer: the prediction has the image's shape
@@ -63,6 +65,32 @@ def test_an_identity_patch_is_exact_and_a_zero_patch_at_layer4_is_not_in_the_dit
         assert not torch.allclose(model(x, t, labels), plain)
 
 
+@torch.no_grad()
+def test_written_is_what_the_blocks_added_to_the_patch_tokens_and_can_be_patched():
+    cfg = make_config("tiny", TINY_DIT)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    x, t, labels = inputs(cfg)
+    with model.capture(["written2"]) as acts:
+        model(x, t, labels)
+    assert torch.equal(acts["written2"], torch.zeros_like(acts["written2"]))  # adaLN-Zero: the blocks add nothing yet
+    for block in (model.block1, model.block2, model.block3):
+        torch.nn.init.normal_(block.modulation.weight, std=0.1)
+    torch.nn.init.normal_(model.final.out.weight)
+    plain = model(x, t, labels)
+    with model.capture(["embed", "block1", "block2", "written2", "layer4"], stop_early=True) as acts:
+        with pytest.raises(StopForward):  # the forward pass stops after block2, which written2 reads
+            model(x, t, labels)
+    assert torch.equal(acts["written2"], acts["block2"] - acts["embed"]) and acts["written2"].abs().sum() > 0
+    assert torch.equal(acts["layer4"], acts["block1"] - acts["embed"])  # layer4: written1 at depth 3
+    recorded = acts["written2"].clone()  # a patch that writes back what it read (a copy) changes nothing
+    with model.intervene({"written2": lambda _: recorded.clone()}):
+        assert torch.equal(model(x, t, labels), plain)
+    with model.intervene({"written2": torch.zeros_like}), model.capture(["embed", "block2"]) as acts:
+        assert not torch.allclose(model(x, t, labels), plain)
+    torch.testing.assert_close(acts["block2"], acts["embed"])  # block2's output is the patch tokens alone
+
+
 def test_the_position_embedding_is_fixed_and_tells_every_patch_apart():
     cfg = make_config("tiny", TINY_DIT)
     model = build_model(cfg)
@@ -85,7 +113,7 @@ def test_the_position_embedding_is_fixed_and_tells_every_patch_apart():
 def test_a_dit_run_is_probed_and_resumes_exactly(tmp_path):
     whole = tiny_run(tmp_path / "whole", **TINY_DIT)
     records = [r for r in whole.metrics() if "probe.layer4.condition_share" in r]
-    assert records and "phase.layer4" in records[-1]  # probed at block1, the DiT's layer4
+    assert records and "phase.layer4" in records[-1]  # probed at written1, the DiT's layer4
     losses = [r["loss"] for r in whole.metrics() if "loss" in r]
     assert losses[-1] < losses[0]
     assert_resumes_exactly(whole, tmp_path)

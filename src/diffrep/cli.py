@@ -389,7 +389,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--checkpoints", default="all", help="all (default), latest, or steps like 0,100,500")
     p.add_argument("--layers", help=f"hook points, comma separated (default: all but the last, the prediction: "
-                                    f"{', '.join(HOOK_POINTS[:-1])}; layer4 = down3; a DiT: embed, block1 ..)")
+                                    f"{', '.join(HOOK_POINTS[:-1])}; layer4 = down3; a DiT: embed, block1, written1 ..; "
+                                    f"layer4 = written at half depth)")
     p.add_argument("--pairs", type=int, default=PAIRS, help=f"condition pairs per checkpoint (default {PAIRS})")
     p.add_argument("--device", choices=DEVICES, help=device_help)
     p.set_defaults(func=cmd_patch)

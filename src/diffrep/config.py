@@ -44,20 +44,31 @@ LAYER_ALIASES = {"layer4": "down3", "bottleneck": "mid"}
 
 def hook_points(model: "ModelConfig | None" = None) -> tuple[str, ...]:
     """The hook points of a model config's network, in forward order: the UNet's HOOK_POINTS, or the
-    DiT's embed, block1 .. blockN, final."""
+    DiT's embed, then block1, written1 .. blockN, writtenN, then final (`dit_relative_points`)."""
     if model is None or model.arch == "unet":
         return HOOK_POINTS
-    return ("embed", *(f"block{i}" for i in range(1, model.dit_depth + 1)), "final")
+    blocks = [(f"block{i}", f"written{i}") for i in range(1, model.dit_depth + 1)]
+    return ("embed", *(name for pair in blocks for name in pair), "final")
+
+
+def dit_relative_points(depth: int) -> dict[str, tuple[str, str]]:
+    """The DiT's hook points that are differences of two others, {name: (point, base)}: written{i} is
+    block{i}'s output minus the patch tokens (embed), what blocks 1..i have added to the residual
+    stream. The block outputs carry every token's noisy patch forward unchanged; the written part is
+    what the network computed from it and from (t, x, y)."""
+    return {f"written{i}": (f"block{i}", "embed") for i in range(1, depth + 1)}
 
 
 def layer_aliases(model: "ModelConfig | None" = None) -> dict[str, str]:
     """The papers' names for two hook points. In the DiT, whose blocks all see the whole image at one
-    resolution, layer4 (the UNet's late encoder) is the block at half depth and the bottleneck the one
-    after it."""
+    resolution, layer4 (the UNet's late encoder) is what the blocks up to half depth have written, and
+    the bottleneck what the block after them has added to that: the UNet's down3 is a computed feature
+    map, while the DiT's block outputs are dominated by the noisy patches they carry (docs/tuning.md,
+    "Where the DiT keeps its code")."""
     if model is None or model.arch == "unet":
         return LAYER_ALIASES
     middle = max(model.dit_depth // 2, 1)
-    return {"layer4": f"block{middle}", "bottleneck": f"block{min(middle + 1, model.dit_depth)}"}
+    return {"layer4": f"written{middle}", "bottleneck": f"written{min(middle + 1, model.dit_depth)}"}
 
 
 def resolve_hook(name: str, model: "ModelConfig | None" = None) -> str:

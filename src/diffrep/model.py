@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import HOOK_POINTS, ConfigError, ModelConfig, hook_points, layer_aliases
+from .config import HOOK_POINTS, ConfigError, ModelConfig, dit_relative_points, hook_points, layer_aliases
 
 
 
@@ -141,9 +141,11 @@ class StopForward(Exception):
 class ConditionedNet(nn.Module):
     """What the UNet and the DiT share: the conditioning vector of (t, x, y), the concatenation of
     three embeddings, each through its own small MLP (as in the first author's code), and named hook
-    points (`HOOKS`, with the papers' names `aliases`) to capture and to intervene on."""
+    points (`HOOKS`, with the papers' names `aliases`) to capture and to intervene on. A point in
+    `RELATIVE` is no module's output but the difference of two points' outputs, {name: (point, base)}."""
 
     HOOKS: tuple[str, ...] = ()
+    RELATIVE: dict[str, tuple[str, str]] = {}
 
     def __init__(self, cfg: ModelConfig, latent_size: float):
         super().__init__()
@@ -169,7 +171,7 @@ class ConditionedNet(nn.Module):
         forward order) has run: a probe of "layer4" then skips the whole decoder. The caller
         catches it around its `model(...)` call.
         """
-        return capture_outputs({name: getattr(self, name) for name in self.HOOKS}, names, stop_early, self.aliases)
+        return capture_outputs(self._hook_modules(), names, stop_early, self.aliases, self.RELATIVE)
 
     def intervene(self, edits: dict):
         """Replace, add to or ablate hook points' outputs during every forward pass inside the block
@@ -181,7 +183,10 @@ class ConditionedNet(nn.Module):
         Each function gets the point's output and returns what the rest of the network reads
         instead, or None to leave it; returning what it got changes nothing, bit for bit.
         """
-        return intervene_outputs({name: getattr(self, name) for name in self.HOOKS}, edits, self.aliases)
+        return intervene_outputs(self._hook_modules(), edits, self.aliases, self.RELATIVE)
+
+    def _hook_modules(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in self.HOOKS if name not in self.RELATIVE}
 
 
 class UNet(ConditionedNet):
@@ -233,27 +238,54 @@ class UNet(ConditionedNet):
         return torch.cat([h, skip], 1) if self.skips else h
 
 
-@contextlib.contextmanager
-def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = False, aliases: dict | None = None):
-    """`ConditionedNet.capture` for any network: `blocks` maps hook points (in forward order) to the
-    modules whose outputs they are, `aliases` other names to hook points; a block returning a tuple is
-    recorded by its first element."""
+def _resolve_points(blocks: dict[str, nn.Module], names, aliases: dict | None, relative: dict | None) -> dict[str, str]:
+    """{requested name: hook point} for `names` (hook points or their aliases); ConfigError naming the
+    allowed points for one the network lacks."""
     hooks = {name: (aliases or {}).get(name, name) for name in names}
-    missing = sorted({h for h in hooks.values() if h not in blocks})
+    missing = sorted({h for h in hooks.values() if h not in blocks and h not in (relative or {})})
     if missing:
         raise ConfigError(f"layer: this network has no hook point {', '.join(missing)}; allowed: "
-                          f"{', '.join([*blocks, *(aliases or {})])}")
+                          f"{', '.join([*blocks, *(relative or {}), *(aliases or {})])}")
+    return hooks
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _record_bases(blocks: dict[str, nn.Module], hooks: dict[str, str], relative: dict, bases: dict) -> list:
+    """Forward hooks that keep, in `bases`, the output of every base point of the relative points in
+    `hooks` (registered after any edit of the same module, so that they keep the edited output)."""
+    needed = {relative[h][1] for h in hooks.values() if h in relative}
+    return [blocks[base].register_forward_hook(lambda _m, _i, out, base=base: bases.__setitem__(base, _first(out)))
+            for base in needed]
+
+
+@contextlib.contextmanager
+def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = False, aliases: dict | None = None,
+                    relative: dict | None = None):
+    """`ConditionedNet.capture` for any network: `blocks` maps hook points (in forward order) to the
+    modules whose outputs they are, `aliases` other names to hook points, `relative` further points to
+    (point, base): recorded as the point's output minus the base's. A block returning a tuple is
+    recorded by its first element."""
+    relative = relative or {}
+    hooks = _resolve_points(blocks, names, aliases, relative)
+    module_of = {h: relative[h][0] if h in relative else h for h in hooks.values()}
     order = list(blocks)
-    last = max(hooks.values(), key=order.index, default=None)
+    last = max(module_of.values(), key=order.index, default=None)
     acts: dict[str, torch.Tensor] = {}
+    bases: dict[str, torch.Tensor] = {}
 
     def record(name, out):
-        acts[name] = (out[0] if isinstance(out, tuple) else out).detach()
-        if stop_early and hooks[name] == last and all(n in acts for n in names):
+        hook = hooks[name]
+        value = _first(out) - bases[relative[hook][1]] if hook in relative else _first(out)
+        acts[name] = value.detach()
+        if stop_early and module_of[hook] == last and all(n in acts for n in names):
             raise StopForward
 
-    handles = [blocks[hook].register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
-               for name, hook in hooks.items()]
+    # the bases run before the points they are subtracted from, so their hooks may come last
+    handles = [blocks[module_of[hook]].register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
+               for name, hook in hooks.items()] + _record_bases(blocks, hooks, relative, bases)
     try:
         yield acts
     finally:
@@ -262,27 +294,33 @@ def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = Fals
 
 
 @contextlib.contextmanager
-def intervene_outputs(blocks: dict[str, nn.Module], edits: dict, aliases: dict | None = None):
+def intervene_outputs(blocks: dict[str, nn.Module], edits: dict, aliases: dict | None = None,
+                      relative: dict | None = None):
     """`ConditionedNet.intervene` for any network: `blocks` maps hook points to modules; `edits` maps
     hook points (or their `aliases`) to functions of the point's output tensor that return the tensor
-    to use instead (or None: keep it). A block returning a tuple is edited in its first element."""
-    hooks = {name: (aliases or {}).get(name, name) for name in edits}
-    missing = sorted({h for h in hooks.values() if h not in blocks})
-    if missing:
-        raise ConfigError(f"layer: this network has no hook point {', '.join(missing)}; allowed: "
-                          f"{', '.join([*blocks, *(aliases or {})])}")
+    to use instead (or None: keep it). A block returning a tuple is edited in its first element. An
+    edit of a `relative` point (point, base) gets the point's output minus the base's, and what it
+    returns replaces that difference: the point's output becomes output + (new - difference), which
+    is the output itself, bit for bit, where new equals the difference."""
+    relative = relative or {}
+    hooks = _resolve_points(blocks, edits, aliases, relative)
+    bases: dict[str, torch.Tensor] = {}
 
     def edit(name, out):
-        first = out[0] if isinstance(out, tuple) else out
-        new = edits[name](first)
+        hook, first = hooks[name], _first(out)
+        read = first - bases[relative[hook][1]] if hook in relative else first
+        new = edits[name](read)
         if new is None:
             return None
-        if new.shape != first.shape:
-            raise ValueError(f"an edit of {name} returned shape {tuple(new.shape)}, the output is {tuple(first.shape)}")
+        if new.shape != read.shape:
+            raise ValueError(f"an edit of {name} returned shape {tuple(new.shape)}, the output is {tuple(read.shape)}")
+        if hook in relative:
+            new = first + (new - read)
         return (new, *out[1:]) if isinstance(out, tuple) else new
 
-    handles = [blocks[hook].register_forward_hook(lambda _m, _i, out, name=name: edit(name, out))
-               for name, hook in hooks.items()]
+    handles = [blocks[relative[hook][0] if hook in relative else hook].register_forward_hook(
+                   lambda _m, _i, out, name=name: edit(name, out)) for name, hook in hooks.items()]
+    handles += _record_bases(blocks, hooks, relative, bases)
     try:
         yield
     finally:
@@ -371,14 +409,17 @@ class DiT(ConditionedNet):
     """A small diffusion transformer on the UNet's conditioning: patch embedding, `dit_depth` blocks
     with adaptive layer norm on the (t, x, y) vector, and the tokens mapped back to the image.
 
-    Hook points, in forward order: embed (the patch tokens), block1 .. blockN (each block's output
-    tokens, [B, T, W]), final (per-token patch predictions). The papers' layer4 sits in the UNet's
-    encoder, halfway between the input and the output in depth; its counterpart here is the block at
-    half depth (`config.layer_aliases`: layer4 = block N/2, bottleneck = the block after it)."""
+    Hook points, in forward order: embed (the patch tokens, [B, T, W]), then per block i its output
+    tokens block{i} and written{i} = block{i} - embed, what blocks 1..i have added to the residual
+    stream (`config.dit_relative_points`), then final (per-token patch predictions). The papers'
+    layer4 sits in the UNet's encoder, halfway between the input and the output in depth; its
+    counterpart here is what the blocks up to half depth have written (`config.layer_aliases`:
+    layer4 = written{N/2}, bottleneck = written{N/2 + 1})."""
 
     def __init__(self, cfg: ModelConfig, image_size: int, latent_size: float):
         super().__init__(cfg, latent_size)
-        self.HOOKS = hook_points(cfg)
+        self.HOOKS, self.RELATIVE = hook_points(cfg), dit_relative_points(cfg.dit_depth)
+        self.block_names = [f"block{i}" for i in range(1, cfg.dit_depth + 1)]
         self.patch, self.image_size = cfg.patch_size, image_size
         self.embed = PatchEmbed(image_size, cfg.patch_size, cfg.dit_width, cfg.dit_position)
         side = image_size // cfg.patch_size
@@ -393,7 +434,7 @@ class DiT(ConditionedNet):
         """Predict the noise in x_t [B, 1, N, N] at timesteps t [B] given labels [B, 2]."""
         c = self.conditioning(t, labels, drop_labels)
         h = self.embed(x)
-        for name in self.HOOKS[1:-1]:
+        for name in self.block_names:
             h = getattr(self, name)(h, c)
         patches = self.final(h, c)  # [B, T, p * p]
         b, side, p = len(x), self.image_size // self.patch, self.patch

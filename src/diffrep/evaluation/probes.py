@@ -17,7 +17,8 @@ and the run's `DataConfig`, so every checkpoint of a run is measured on the same
               that all differences between conditions come from (x, y): a randomly initialized
               network's smooth map of them then looks ordered (docs/tuning.md, "The probe").
   activations the output of each named hook point (`config.hook_points`, or the aliases
-              "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid), with the
+              "layer4" = down3, the paper's late-encoder layer, and "bottleneck" = mid; in a DiT
+              layer4 is written{N/2}, what its first blocks added to the patch tokens), with the
               model in eval mode under `torch.inference_mode`, flattened per condition to
               [K, C * H * W] float32 (C, H, W order). The forward pass stops once the last
               requested hook point has run (a "layer4" probe never runs the decoder).

@@ -11,8 +11,8 @@ numbers:
           1,200-step cosine), fewer grid values; holes, stripes and digits with a checkpoint every 250
           steps, stripes and digits on seeds 0 and 1, holes on 6-8; the timing experiments (density,
           sigma, imbalance, ablation) with a checkpoint every 50 steps and seeds 6-10 (density 6-13);
-          `phases` eight seeds (6-13) with a checkpoint every 25 steps. `estimate_seconds` gives the
-          wall time.
+          `phases` eight seeds (6-13) with a checkpoint every 25 steps; `families` its DiT runs on a
+          2,400-step cosine, a checkpoint every 100 steps. `estimate_seconds` gives the wall time.
   full    the paper's scale: the `paper` preset (widths 64/128/256), the full grids, the laptop scale's
           seeds (stripes, digits: 0-4; holes 6-10); for a GPU (training.device=auto picks it) or a Ray
           cluster (--backend ray)
@@ -43,12 +43,12 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     stripes        36   ~92 min
     percolation     -   ~40 s (no training; measured 38 s beside a sweep)
     ablation       35   ~112 min
-    families       24   ~61 min
+    families       24   ~100 min
     digits          4   ~10 min
 
-The estimate counts a DiT run as a UNet run of the same config; a DiT training step (model.arch = dit,
-its defaults) took 1.5x the default UNet's here (0.108 s against 0.073 s, bench/bench_train.py run back
-to back), so the families experiment takes longer.
+The estimate counts a DiT run as 1.48x the default UNet's run of the same schedule: a DiT training step
+(model.arch = dit, its defaults) took 0.108 s against the UNet's 0.073 s here (bench/bench_train.py run
+back to back). The families experiment trains its DiT runs twice as long as its UNet runs.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ FIXED_COST = 0.19
 # 113 s with one thread on this CPU (the default preset's model, measured alone), halved like the
 # constants above.
 FINAL_DDPM_SECONDS = 56.5
+# A DiT training step (model.arch = dit, its defaults) against the default UNet's, run back to back by
+# bench/bench_train.py (0.108 s against 0.073 s); a DiT run's cost scales with the image's area only.
+DIT_STEP_RATIO = 1.48
 
 # lambda from 0.01 to 0.2 in steps of 0.01, then to 1 in steps of 0.05
 PERCOLATION_LAMBDAS = [round(0.01 * k, 2) for k in range(1, 21)] + [round(0.05 * k, 2) for k in range(5, 21)]
@@ -202,6 +205,12 @@ FAMILY_KEYS = "model.arch+diffusion.objective+scoring.sampler+training.loss_weig
 FAMILY_SEEDS = list(range(6, 12))
 FAMILIES = [[arch, objective, sampler, weighting] for arch in ("unet", "dit")
             for objective, sampler, weighting in (("epsilon", "ddim", "min_snr"), ("flow", "euler", "uniform"))]
+# the laptop scale gives each backbone its horizon: the DiT places the bump later than the UNet, so it
+# trains a 2,400-step cosine (chosen on seeds 0-1, docs/tuning.md "The DiT's horizon") with a checkpoint
+# every 100 steps, the UNet's 24 checkpoints over its run
+FAMILY_HORIZONS = {"unet": [1200, 50], "dit": [2400, 100]}
+LAPTOP_FAMILIES = {f"{FAMILY_KEYS}+training.steps+training.checkpoint_every":
+                   [family + FAMILY_HORIZONS[family[0]] for family in FAMILIES]}
 
 
 def torus_lattice(size: float, step: float) -> dict:
@@ -375,7 +384,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
               "in general (transformer backbones, flow matching)?",
         measures="the phases experiment's onsets, lag and three predictions for four families: UNet and DiT "
                  "(model.arch), each with the noise objective and with flow matching (diffusion.objective)",
-        scales={"laptop": Scale("default", TIMING_RUN, {FAMILY_KEYS: FAMILIES}, FAMILY_SEEDS),
+        scales={"laptop": Scale("default", TIMING_RUN, LAPTOP_FAMILIES, FAMILY_SEEDS),
                 "full": Scale("paper", {}, {FAMILY_KEYS: FAMILIES}, FAMILY_SEEDS),
                 "tiny": Scale("tiny", {**TINY_RUN, "model.patch_size": 2, "model.dit_width": 16, "model.dit_depth": 2,
                                        "model.dit_heads": 2},
@@ -430,10 +439,13 @@ def run_seconds(cfg: Config, step_s: float = STEP_SECONDS, checkpoint_s: float =
     """Wall time of training, scoring and probing one run on this 2-core CPU: its steps (in batches
     of 32) and its checkpoints (weighted by the evaluation set's size against the default's 64
     conditions) at step_s and checkpoint_s, scaled by a fixed part plus image area x first-level
-    width^2 (the convolutions' cost), plus the final DDPM scoring (FINAL_DDPM_SECONDS, measured).
+    width^2 (the convolutions' cost; a DiT's, DIT_STEP_RATIO x image area), plus the final DDPM scoring
+    (FINAL_DDPM_SECONDS, measured).
     bench/fit_estimate.py fits the three to measured runs."""
     d, t = cfg.data, cfg.training
     cost = fixed_cost + (1 - fixed_cost) * (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
+    if cfg.model.arch == "dit":
+        cost = DIT_STEP_RATIO * (d.image_size / 32) ** 2
     checkpoints = len(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
     scoring = len(evaluation_set(cfg).conditions) / 64 if cfg.scoring.during_training else 0.0
     final = FINAL_DDPM_SECONDS * scoring * cfg.diffusion.timesteps / 1000 if cfg.scoring.final_ddpm else 0.0
@@ -454,10 +466,13 @@ def describe(p: Plan, runs: int) -> str:
                 f"subsample seeds {q['seeds']}")
     t, m = p.base.training, p.base.model
     s, q = p.base.scoring, p.base.probe
+    in_grid = {key for keys in p.grid for key in keys.split("+")}
+    steps = "the grid's steps" if "training.steps" in in_grid else f"{t.steps} steps"
+    every = ("checkpoints as the grid sets" if "training.checkpoint_every" in in_grid
+             else f"a checkpoint every {t.checkpoint_every} steps")
     return (f"{p.scale} scale: {runs} runs ({runs // len(p.seeds)} settings x seeds {p.seeds}), preset "
-            f"{p.base.preset} (widths {m.widths}), {t.steps} steps of batch {t.batch_size} at lr {t.lr:g} "
-            f"({t.lr_decay}), a checkpoint every "
-            f"{t.checkpoint_every} steps, scoring {s.sampler}{s.sampler_steps} on a {s.grid}^2 grid"
+            f"{p.base.preset} (widths {m.widths}), {steps} of batch {t.batch_size} at lr {t.lr:g} "
+            f"({t.lr_decay}), {every}, scoring {s.sampler}{s.sampler_steps} on a {s.grid}^2 grid"
             f"{', the last checkpoint with ddpm' if s.final_ddpm else ''}, probe grid {q.grid}^2 ({q.input} noise, "
             f"t = {q.timestep}, {q.draws} draws) at {', '.join(q.layers)}, phase rule {rule_id(p.base.phase)}")
 
