@@ -154,7 +154,7 @@ class ModelConfig:
     dit_heads: int = 4  # dit: attention heads
     # dit: sincos, DiT's fixed 2D sin-cos position embedding | learned, a trained one from N(0, 0.02), with
     # which the DiT does not place the bump at its condition (docs/tuning.md); `learned` reproduces the
-    # families runs kept in docs/findings/families
+    # first families runs (docs/archive/findings/families-learned-position)
     dit_position: str = "sincos"
 
 

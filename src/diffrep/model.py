@@ -283,7 +283,6 @@ def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = Fals
         if stop_early and module_of[hook] == last and all(n in acts for n in names):
             raise StopForward
 
-    # the bases run before the points they are subtracted from, so their hooks may come last
     handles = [blocks[module_of[hook]].register_forward_hook(lambda _m, _i, out, name=name: record(name, out))
                for name, hook in hooks.items()] + _record_bases(blocks, hooks, relative, bases)
     try:

@@ -46,9 +46,8 @@ EXPERIMENT` prints it before starting; tests/test_experiments.py keeps this tabl
     families       24   ~100 min
     digits          4   ~10 min
 
-The estimate counts a DiT run as 1.48x the default UNet's run of the same schedule: a DiT training step
-(model.arch = dit, its defaults) took 0.108 s against the UNet's 0.073 s here (bench/bench_train.py run
-back to back). The families experiment trains its DiT runs twice as long as its UNet runs.
+The estimate counts a DiT run as 1.48x the default UNet's run of the same schedule (DIT_STEP_RATIO). The
+families experiment trains its DiT runs twice as long as its UNet runs.
 """
 
 from __future__ import annotations
@@ -83,8 +82,9 @@ FIXED_COST = 0.19
 # 113 s with one thread on this CPU (the default preset's model, measured alone), halved like the
 # constants above.
 FINAL_DDPM_SECONDS = 56.5
-# A DiT training step (model.arch = dit, its defaults) against the default UNet's, run back to back by
-# bench/bench_train.py (0.108 s against 0.073 s); a DiT run's cost scales with the image's area only.
+# A DiT training step (model.arch = dit, its defaults) against the default UNet's: the median per run in
+# the families sweep, side by side, 0.20 s against 0.135 s (bench/bench_train.py back to back: 1.45x, the
+# median of three pairs); a DiT run's cost scales with the image's area only.
 DIT_STEP_RATIO = 1.48
 
 # lambda from 0.01 to 0.2 in steps of 0.01, then to 1 in steps of 0.05
@@ -206,8 +206,8 @@ FAMILY_SEEDS = list(range(6, 12))
 FAMILIES = [[arch, objective, sampler, weighting] for arch in ("unet", "dit")
             for objective, sampler, weighting in (("epsilon", "ddim", "min_snr"), ("flow", "euler", "uniform"))]
 # the laptop scale gives each backbone its horizon: the DiT places the bump later than the UNet, so it
-# trains a 2,400-step cosine (chosen on seeds 0-1, docs/tuning.md "The DiT's horizon") with a checkpoint
-# every 100 steps, the UNet's 24 checkpoints over its run
+# trains a 2,400-step cosine (chosen on seeds 0-1, docs/tuning.md, "Where the DiT keeps its code, and
+# its horizon") with a checkpoint every 100 steps, the UNet's 24 checkpoints over its run
 FAMILY_HORIZONS = {"unet": [1200, 50], "dit": [2400, 100]}
 LAPTOP_FAMILIES = {f"{FAMILY_KEYS}+training.steps+training.checkpoint_every":
                    [family + FAMILY_HORIZONS[family[0]] for family in FAMILIES]}
