@@ -249,6 +249,12 @@ def _resolve_points(blocks: dict[str, nn.Module], names, aliases: dict | None, r
     return hooks
 
 
+def _module_point(hook: str, relative: dict) -> str:
+    """The hook point whose module computes `hook`: itself, or for a relative point the point it is
+    the difference of."""
+    return relative[hook][0] if hook in relative else hook
+
+
 def _first(out):
     return out[0] if isinstance(out, tuple) else out
 
@@ -270,7 +276,7 @@ def capture_outputs(blocks: dict[str, nn.Module], names, stop_early: bool = Fals
     recorded by its first element."""
     relative = relative or {}
     hooks = _resolve_points(blocks, names, aliases, relative)
-    module_of = {h: relative[h][0] if h in relative else h for h in hooks.values()}
+    module_of = {h: _module_point(h, relative) for h in hooks.values()}
     order = list(blocks)
     last = max(module_of.values(), key=order.index, default=None)
     acts: dict[str, torch.Tensor] = {}
@@ -317,7 +323,7 @@ def intervene_outputs(blocks: dict[str, nn.Module], edits: dict, aliases: dict |
             new = first + (new - read)
         return (new, *out[1:]) if isinstance(out, tuple) else new
 
-    handles = [blocks[relative[hook][0] if hook in relative else hook].register_forward_hook(
+    handles = [blocks[_module_point(hook, relative)].register_forward_hook(
                    lambda _m, _i, out, name=name: edit(name, out)) for name, hook in hooks.items()]
     handles += _record_bases(blocks, hooks, relative, bases)
     try:

@@ -443,9 +443,10 @@ def run_seconds(cfg: Config, step_s: float = STEP_SECONDS, checkpoint_s: float =
     (FINAL_DDPM_SECONDS, measured).
     bench/fit_estimate.py fits the three to measured runs."""
     d, t = cfg.data, cfg.training
-    cost = fixed_cost + (1 - fixed_cost) * (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
     if cfg.model.arch == "dit":
         cost = DIT_STEP_RATIO * (d.image_size / 32) ** 2
+    else:
+        cost = fixed_cost + (1 - fixed_cost) * (d.image_size / 32) ** 2 * (cfg.model.widths[0] / 16) ** 2
     checkpoints = len(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
     scoring = len(evaluation_set(cfg).conditions) / 64 if cfg.scoring.during_training else 0.0
     final = FINAL_DDPM_SECONDS * scoring * cfg.diffusion.timesteps / 1000 if cfg.scoring.final_ddpm else 0.0
