@@ -51,7 +51,7 @@ EXPECTED_STATISTICS = {
     "torus": {"final_additive_share", "additive_share_gain", "additive_share_chance", "final_xy_angle_deg"},
     "holes": {"final_train_accuracy", "final_heldout_accuracy", "heldout_to_train_accuracy",
               "heldout_to_train_denoise_loss", "trend_ratio_interior_square", "trend_ratio_edge_square"},
-    "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation"},
+    "stripes": {"final_frame_accuracy", "data_for_accuracy_0.6", "percolation", "data_efficiency_gain", "composition_gain"},
     "percolation": {"largest_cluster_fraction", "largest_cluster_share", "onset_lambda"},
     "ablation": {"steps_to_phase_C_layer4", "steps_to_phase_C_bottleneck", "final_accuracy", "additive_share_gain"},
     "digits": {"first_step_C", "agreement", "agreement_null", "final_accuracy", "runs_in_order"},
@@ -342,6 +342,19 @@ def test_a_shift_between_two_groups_needs_enough_runs_to_be_resolved():
     assert stats.shift_test([None, None], [None, None])["p_value"] == 1.0  # all tied: nothing to resolve
 
 
+def test_a_paired_difference_needs_enough_pairs_with_a_sign():
+    up = stats.paired_test([0.1, 0.2, 0.3, 0.05, 0.4, 0.2])  # 6 of 6 above 0: the smallest sign-flip p, 1/64
+    assert up["p_greater"] == pytest.approx(1 / 64) and up["p_less"] == 1.0 and up["interval"][0] > 0
+    assert stats.paired_verdict(up, "pairs")["verdict"] == stats.REPRODUCED
+    down = stats.paired_test([-v for v in [0.1, 0.2, 0.3, 0.05, 0.4, 0.2]])
+    assert stats.paired_verdict(down, "pairs")["verdict"] == stats.CONTRADICTED
+    mixed = stats.paired_verdict(stats.paired_test([0.1, -0.1, 0.2, -0.2, 0.0, 0.05]), "pairs")
+    assert mixed["verdict"] == stats.NOT_MEASURABLE and mixed["reason"].endswith("neither above nor below 0 is resolved")
+    assert stats.paired_test([0.0] * 6)["p_greater"] is None  # no sign to flip
+    five = stats.paired_verdict(stats.paired_test([0.1, 0.2, 0.3, 0.05, 0.4]), "pairs")
+    assert five == {"verdict": stats.NOT_MEASURABLE, "reason": "5 pairs (fewer than 6)"}
+
+
 def axis_track(t_x, t_y, additive=None):
     def metrics(step):
         out = {"score.train.x_accuracy": 0.9 if t_x is not None and step >= t_x else 0.0,
@@ -559,7 +572,40 @@ def test_stripes_verdict_on_the_2d_images_needed(tmp_path):
     needed = {n["arm"]: n for n in result["statistics"]["data_for_accuracy_0.6"]["value"]}
     assert needed["bumps"]["lambda"] == 1.0 and needed["bumps+stripes"]["lambda"] == 0.5
     assert needed["bumps+stripes"]["images_2d"] < needed["bumps"]["images_2d"]
-    assert result["verdict"].startswith("N=16: bumps + stripes needs fewer 2D images")
+    assert "; N=16: bumps + stripes needs fewer 2D images" in result["verdict"]  # described beside the predictions
+
+
+def stripes_runs(accuracy, seeds=(0, 1)) -> list[dict]:
+    """Rows of the laptop grid's four arms at N = 16, lambda 0.1 / 0.3 / 1, with final frame accuracy
+    accuracy[arm] + 0.05 * seed at every lambda."""
+    key = "+".join(catalog.STRIPES_KEYS)
+    arms = [("bumps", 0), ("bumps+stripes", 0), ("stripes", 0), ("stripes", 8)]
+    runs = []
+    for values in catalog.stripes_grid([(k, r, 16, lam) for k, r in arms for lam in (0.1, 0.3, 1.0)])[key]:
+        point = dict(zip(catalog.STRIPES_KEYS, values))
+        arm = stripes.stripes_arm(point)
+        runs += [(f"{arm}-{point['data.keep_fraction']}-{seed}", {**point, "scoring.frame_grid": True, "training.seed": seed},
+                  lambda step, a=accuracy[arm] + 0.05 * seed: {"score.frame.accuracy": a}) for seed in seeds]
+    return synthetic(runs)
+
+
+@pytest.mark.parametrize("accuracy, seeds, efficiency, composition", [
+    ({"bumps": 0.5, "bumps+stripes": 0.7, "stripes": 0.1, "stripes + 8 rim 2D": 0.6}, (0, 1), "reproduced", "reproduced"),
+    ({"bumps": 0.9, "bumps+stripes": 0.7, "stripes": 0.6, "stripes + 8 rim 2D": 0.1}, (0, 1), "contradicted", "contradicted"),
+    ({"bumps": 0.9, "bumps+stripes": 0.9, "stripes": 0.1, "stripes + 8 rim 2D": 0.6}, (0, 1), "not measurable", "reproduced"),
+    ({"bumps": 0.5, "bumps+stripes": 0.7, "stripes": 0.1, "stripes + 8 rim 2D": 0.6}, (0,), "not measurable", "not measurable"),
+])
+def test_stripes_predictions_are_paired_tests_of_the_arms(tmp_path, accuracy, seeds, efficiency, composition):
+    result = stripes.analyze_stripes(stripes_runs(accuracy, seeds), context(tmp_path, "stripes"))
+    decided = {p["name"]: p for p in result["predictions"]}
+    assert (decided["data efficiency"]["verdict"], decided["composition"]["verdict"]) == (efficiency, composition)
+    assert result["verdict"].startswith(stats.overall(result["predictions"]) + ": data efficiency: " + efficiency)
+    gain = result["statistics"]["data_efficiency_gain"]
+    assert gain["n"] == 3 * len(seeds) and gain["median"] == pytest.approx(accuracy["bumps+stripes"] - accuracy["bumps"])
+    if len(seeds) == 1:
+        assert decided["composition"]["reason"] == "3 pairs of runs (same N, lambda and seed) (fewer than 6)"
+    elif efficiency == "not measurable":
+        assert decided["data efficiency"]["reason"].endswith("every difference is 0")
 
 
 def test_stripes_figure_draws_every_arm_at_every_size_it_ran(tmp_path, monkeypatch):

@@ -146,6 +146,50 @@ def trend_verdict(test: dict, sign: int, event: str) -> dict:
     return verdict(NOT_MEASURABLE, f"{text}: neither this trend nor its opposite is resolved")
 
 
+def paired_test(differences: Sequence[float], seed: int = 0) -> dict:
+    """Whether paired differences (one per matched pair of runs, e.g. two arms at the same setting
+    and seed) lean above or below 0: their median with its 95% bootstrap interval, and one-sided
+    sign-flip permutation p-values of their mean for > 0 and < 0 (the sign of each difference
+    flipped at random; exact where there are fewer than BOOTSTRAP flips). Differences of 0 carry no
+    sign: with every difference 0 there is nothing to test.
+
+    {"median", "interval": [low, high], "p_greater", "p_less", "n", "n_nonzero"}; the p-values are
+    None where there is nothing to test, median and interval None without differences.
+    """
+    d = np.asarray([v for v in differences if v is not None], dtype=float)
+    out = {"median": None, "interval": None, "p_greater": None, "p_less": None, "n": len(d),
+           "n_nonzero": int(np.count_nonzero(d))}
+    if not len(d):
+        return out
+    median, low, high = bootstrap_interval(d, seed=seed)
+    out.update(median=median, interval=[low, high])
+    if out["n_nonzero"]:
+        for side in ("greater", "less"):
+            res = permutation_test((d,), lambda x, axis: x.mean(axis=axis), permutation_type="samples",
+                                   vectorized=True, n_resamples=BOOTSTRAP, alternative=side, random_state=seed)
+            out[f"p_{side}"] = float(res.pvalue)
+    return out
+
+
+def paired_verdict(test: dict, pairs: str) -> dict:
+    """The verdict on the prediction that the differences of `paired_test` are > 0: reproduced when
+    its one-sided p < ALPHA, contradicted when the opposite one-sided p is, else not measurable; not
+    measurable also with fewer than MIN_MEASURED_RUNS pairs or no difference but 0. `pairs` names
+    what was paired, for the reason."""
+    if test["n"] < MIN_MEASURED_RUNS:
+        return verdict(NOT_MEASURABLE, f"{test['n']} {pairs} (fewer than {MIN_MEASURED_RUNS})")
+    text = (f"median difference {test['median']:.3f} [{test['interval'][0]:.3f}, {test['interval'][1]:.3f}] over "
+            f"{test['n']} {pairs}")
+    if test["p_greater"] is None:
+        return verdict(NOT_MEASURABLE, f"{text}: every difference is 0")
+    text += f", one-sided sign-flip p = {test['p_greater']:.3g}"
+    if test["p_greater"] < ALPHA:
+        return verdict(REPRODUCED, text)
+    if test["p_less"] < ALPHA:
+        return verdict(CONTRADICTED, f"{text}; below 0 at p = {test['p_less']:.3g}")
+    return verdict(NOT_MEASURABLE, f"{text}: neither above nor below 0 is resolved")
+
+
 def shift_test(times: Sequence, reference: Sequence, seed: int = 0) -> dict:
     """Whether `times` come sooner or later than `reference` (times to one event, one per run;
     never reached: ranked last): the difference of their mean ranks in the pooled runs and its

@@ -7,9 +7,11 @@ from ..percolation import cluster_row, onset
 from ..plots import plot_seed_bands
 from ..sweep.tables import config_from_row, final_value
 from .common import NOT_REACHED, Context, first_rows, fmt, per_setting, save_figure, series
+from .stats import overall, paired_test, paired_verdict
 
 DATA_ACCURACY = 0.6  # "the data needed for 60% accuracy"
-COMPOSITION_GAIN = 0.1  # rim examples "help" when they raise composition accuracy by this much
+PAIRS = "pairs of runs (same N, lambda and seed)"
+
 
 def stripes_arm(row: dict) -> str:
     kind, rim = row["data.kind"], int(row["data.rim_examples"])
@@ -23,16 +25,27 @@ def training_images(row: dict) -> tuple[int, int]:
     return int(in_frame(dataset.train_conditions, data.image_size, data.latent_size).sum()), len(dataset)
 
 
+def paired_gains(firsts: dict, frame: dict, is_arm, is_reference) -> list[float]:
+    """Final frame accuracy of a run of one arm minus that of the reference arm's run at the same
+    N, lambda and seed, for every such pair where both were scored."""
+    def by_point(is_member):
+        return {(int(r["data.image_size"]), float(r["data.keep_fraction"]), int(r["training.seed"])): frame[run]
+                for run, r in firsts.items() if is_member(stripes_arm(r)) and frame[run] is not None}
+    arm, reference = by_point(is_arm), by_point(is_reference)
+    return [arm[k] - reference[k] for k in sorted(arm.keys() & reference.keys())]
+
+
 def analyze_stripes(rows: list[dict], ctx: Context) -> dict:
     """Accuracy on the frame's 2D conditions (group "frame") against lambda, per data arm and size N.
 
-    Data needed: per arm and N, the smallest lambda whose mean final frame accuracy is >=
-    DATA_ACCURACY, with its number of 2D training images. Verdict parts: (1) per N, bumps + stripes
-    'needs fewer 2D images' than bumps only when its count is smaller (or only it reached
-    DATA_ACCURACY); (2) rim 2D examples 'help composition' when they raise the stripes arm's frame
-    accuracy at the largest lambda by >= COMPOSITION_GAIN; (3) the accuracy onset of bumps only
-    beside the percolation onset of the same lattice (percolation.onset). NOT_REACHED where
-    undefined.
+    Two predictions, each decided by `stats.paired_verdict` on the final frame accuracy of one arm
+    minus another's at the same N, lambda and seed (a one-sided sign-flip permutation test):
+    *data efficiency*, bumps + 1D stripes above bumps alone (both hold the same 2D images); and
+    *composition*, 1D stripes with a few 2D examples on the rim above 1D stripes alone. Described
+    beside them, without a verdict: per arm and N, the smallest lambda whose mean final frame
+    accuracy is >= DATA_ACCURACY, with its number of 2D training images; and the accuracy onset of
+    bumps only beside the percolation onset of the same lattice (percolation.onset). NOT_REACHED
+    where undefined.
     """
     firsts = first_rows(rows)
     frame = final_value(rows, "score.frame.accuracy")
@@ -66,16 +79,6 @@ def analyze_stripes(rows: list[dict], ctx: Context) -> dict:
             parts.append(f"N={size}: bumps + stripes needs fewer 2D images ({fmt(bs)} vs bumps only {fmt(b)})")
         else:
             parts.append(f"N={size}: bumps + stripes needs no fewer 2D images ({fmt(bs)} vs bumps only {fmt(b)})")
-    top = max((e["lambda"] for e in entries), default=None)
-    plain = [e for e in entries if e["arm"] == "stripes" and e["lambda"] == top]
-    rim = [e for e in entries if e["arm"].startswith("stripes + ") and e["lambda"] == top]
-    if plain and rim:
-        a, b = plain[0]["mean"], rim[0]["mean"]
-        if a is None or b is None:
-            parts.append(f"composition: {NOT_REACHED}")
-        else:
-            effect = "help composition" if b - a >= COMPOSITION_GAIN else "do not clearly help composition"
-            parts.append(f"rim 2D examples {effect} (frame accuracy {a:.2f} -> {b:.2f} at lambda {top:g})")
 
     bumps_rows = [firsts[e["runs"][0]] for e in entries if e["arm"] == "bumps"]
     percolation = []
@@ -98,7 +101,18 @@ def analyze_stripes(rows: list[dict], ctx: Context) -> dict:
                      + ", ".join(f"{fmt(p['onset'])} (overlap >= {p['threshold']:g})" for p in percolation))
     stats["percolation"] = {"description": "largest cluster of overlapping kept bumps (bumps-only lattice), and its onset",
                             "value": percolation}
-    verdict = "; ".join(parts) if parts else f"{NOT_REACHED}: no arm to compare"
+    predictions = []
+    for name, prediction, is_arm, is_reference in [
+            ("data efficiency", "bumps + 1D stripes end more accurate on the frame's 2D conditions than bumps alone, "
+             "which hold the same 2D images", lambda a: a == "bumps+stripes", lambda a: a == "bumps"),
+            ("composition", "a few 2D examples on the rim make 1D stripes end more accurate on the frame's 2D "
+             "conditions", lambda a: a.startswith("stripes + "), lambda a: a == "stripes")]:
+        test = paired_test(paired_gains(firsts, frame, is_arm, is_reference))
+        stats[f"{name.replace(' ', '_')}_gain"] = {"description": f"{name}: final frame accuracy minus the other arm's "
+                                                                  f"over {PAIRS}, sign-flip p-values", **test}
+        predictions.append({"name": name, "prediction": prediction, **paired_verdict(test, PAIRS)})
+    words = "; ".join(f"{p['name']}: {p['verdict']} ({p['reason']})" for p in predictions)
+    verdict = f"{overall(predictions)}: {words}" + "".join(f"; {part}" for part in parts)
     sizes = sorted({e["N"] for e in entries})
     # Every arm at every N it ran at: the arms need not share their sizes (laptop: stripes at N = 16 only).
     figures = save_figure(ctx, "stripes: frame accuracy against lambda, data needed against N, percolation (band: seeds)", [
@@ -115,4 +129,4 @@ def analyze_stripes(rows: list[dict], ctx: Context) -> dict:
                                           "values": [[f] for f in p["largest_cluster_fraction"]]} for p in percolation],
                                     "data fraction lambda", "largest cluster / all lattice points"), ax.set_ylim(0, 1.02)),
     ])
-    return {"statistics": stats, "verdict": verdict, "figures": figures}
+    return {"statistics": stats, "predictions": predictions, "verdict": verdict, "figures": figures}
