@@ -321,6 +321,36 @@ def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp
         assert all(torch.equal(ours[k], theirs[k]) for k in ours if k.startswith(("model.", "ema.")))
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
+def test_a_sweep_that_ignores_ctrl_c_finishes_every_run_when_its_group_gets_one(tmp_path):
+    """A shell script's `diffrep sweep ... &` starts the sweep with Ctrl-C ignored. A Ctrl-C (SIGINT)
+    to its whole process group, workers included, then stops nothing: every run trains to its end in
+    one session, none is left interrupted while the sweep goes on."""
+    sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
+    quick = {**QUICK, "training.steps": 150}
+    argv = [sys.executable, "-m", "diffrep", "sweep", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet",
+            "--grid", "training.lr=1e-3,2e-3", *[a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]]
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(argv, start_new_session=True, stderr=stderr,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(sweep_dir.glob("runs/*/checkpoints/step_*.safetensors"))) < 4:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the runs did not start in time"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # the sweep process and its workers, as a terminal's Ctrl-C
+        assert proc.wait(timeout=180) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_in_group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+    runs = [RunDir(p) for p in sorted((sweep_dir / "runs").iterdir())]
+    assert len(runs) == 2 and all(run.checkpoint_steps()[-1] == 150 for run in runs)
+    assert [[session["outcome"] for session in run.provenance()["sessions"]] for run in runs] == [["finished"]] * 2
+
+
 # -- ray backend --------------------------------------------------------------------
 
 

@@ -349,11 +349,12 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
         trainer = Trainer(cfg, run, device, evaluate)
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
         # Ctrl-C and SIGTERM (a scheduler's notice before it kills the job) only raise a flag: the step
-        # in flight finishes, so the checkpoint is consistent.
+        # in flight finishes, so the checkpoint is consistent. A stop signal this process ignores stays
+        # ignored: whoever started it asked for that (a shell script's `command &` ignores Ctrl-C).
         received: list[int] = []
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS} \
-            if main_thread else {}
+        previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS
+                    if signal.getsignal(s) is not signal.SIG_IGN} if main_thread else {}
         bar, record, outcome = None, None, "failed"  # the outcome unless training ends in one of the ways below
         try:
             if resume:

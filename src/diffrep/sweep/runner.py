@@ -298,12 +298,15 @@ _STOP = None  # in a worker process: set when the sweep is interrupted
 
 def _worker_init(parent_pid: int, stop) -> None:
     """In each worker: Ctrl-C and SIGTERM are left to train()'s handler (it checkpoints, then stops;
-    between runs they are ignored, and the sweep process forwards them), and the worker exits when
-    the sweep process is gone (killed), instead of training on as an orphan."""
+    between runs they are dropped, and the sweep process forwards them), and the worker exits when
+    the sweep process is gone (killed), instead of training on as an orphan. A stop signal the
+    sweep process ignores (a shell script's `diffrep sweep ... &` ignores Ctrl-C) reaches the worker
+    ignored, and stays so: a Ctrl-C to the whole process group stops no run of a sweep that goes on."""
     global _STOP
     _STOP = stop
     for s in STOP_SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _between_runs)
 
     def watch():
         while os.getppid() == parent_pid:
@@ -311,6 +314,10 @@ def _worker_init(parent_pid: int, stop) -> None:
         os._exit(1)  # the run resumes from its last checkpoint next time
 
     threading.Thread(target=watch, daemon=True, name="diffrep-orphan-watch").start()
+
+
+def _between_runs(_signum, _frame) -> None:
+    """A stop signal between runs: dropped (the sweep process forwards it to the runs in flight)."""
 
 
 def _local_task(run_dir: str, config_dict: dict, threads: int) -> dict:
