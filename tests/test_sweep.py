@@ -6,6 +6,7 @@ on feeds the aggregation test.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -285,6 +286,29 @@ def test_sweep_killed_midway_resumes_without_redoing_finished_runs(tmp_path):
     assert {name: snapshot(runs / name) for name in finished} == finished
 
 
+@contextlib.contextmanager
+def two_runs_in_flight(sweep_dir: Path, log: Path, quick: dict, **popen):
+    """`diffrep sweep` of two tiny runs in a process group of its own (stderr to `log`), yielded once
+    its runs have written 4 checkpoints between them; on the way out, it and its workers are killed
+    if still there."""
+    argv = [sys.executable, "-m", "diffrep", "sweep", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet",
+            "--grid", "training.lr=1e-3,2e-3", *[a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]]
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(argv, start_new_session=True, stderr=stderr, **popen)
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(sweep_dir.glob("runs/*/checkpoints/step_*.safetensors"))) < 4:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the runs did not start in time"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in processes_in_group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
 def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp_path):
     """A scheduler's SIGTERM to the sweep process: it is passed on to the runs in flight, which write
@@ -292,23 +316,9 @@ def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp
     resuming, to the weights of runs never interrupted."""
     sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
     quick = {**QUICK, "training.steps": 150}
-    argv = [sys.executable, "-m", "diffrep", "sweep", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet",
-            "--grid", "training.lr=1e-3,2e-3", *[a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]]
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(argv, start_new_session=True, stderr=stderr)
-    try:
-        deadline = time.monotonic() + 180
-        while len(list(sweep_dir.glob("runs/*/checkpoints/step_*.safetensors"))) < 4:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the runs did not start in time"
-            time.sleep(0.05)
+    with two_runs_in_flight(sweep_dir, log, quick) as proc:
         os.kill(proc.pid, signal.SIGTERM)  # the sweep process only; it passes the signal on
         assert proc.wait(timeout=120) == 143, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in processes_in_group(proc.pid):
-            os.kill(pid, signal.SIGKILL)
     assert log.read_text().strip().splitlines()[-1].startswith("diffrep: sweep stopped by SIGTERM")
     runs = [RunDir(p) for p in sorted((sweep_dir / "runs").iterdir())]
     stopped = [run for run in runs if run.checkpoint_steps()[-1] < 150]
@@ -328,24 +338,9 @@ def test_a_sweep_that_ignores_ctrl_c_finishes_every_run_when_its_group_gets_one(
     one session, none is left interrupted while the sweep goes on."""
     sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
     quick = {**QUICK, "training.steps": 150}
-    argv = [sys.executable, "-m", "diffrep", "sweep", "tiny", "--sweep-dir", str(sweep_dir), "--workers", "2", "--quiet",
-            "--grid", "training.lr=1e-3,2e-3", *[a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]]
-    with open(log, "wb") as stderr:
-        proc = subprocess.Popen(argv, start_new_session=True, stderr=stderr,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        deadline = time.monotonic() + 180
-        while len(list(sweep_dir.glob("runs/*/checkpoints/step_*.safetensors"))) < 4:
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "the runs did not start in time"
-            time.sleep(0.05)
+    with two_runs_in_flight(sweep_dir, log, quick, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as proc:
         os.killpg(proc.pid, signal.SIGINT)  # the sweep process and its workers, as a terminal's Ctrl-C
         assert proc.wait(timeout=180) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        for pid in processes_in_group(proc.pid):
-            os.kill(pid, signal.SIGKILL)
     runs = [RunDir(p) for p in sorted((sweep_dir / "runs").iterdir())]
     assert len(runs) == 2 and all(run.checkpoint_steps()[-1] == 150 for run in runs)
     assert [[session["outcome"] for session in run.provenance()["sessions"]] for run in runs] == [["finished"]] * 2
