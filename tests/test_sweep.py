@@ -332,14 +332,15 @@ def test_sigterm_to_a_sweep_checkpoints_its_runs_and_the_rerun_finishes_them(tmp
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to watch the worker processes")
-def test_a_sweep_that_ignores_ctrl_c_finishes_every_run_when_its_group_gets_one(tmp_path):
-    """A shell script's `diffrep sweep ... &` starts the sweep with Ctrl-C ignored. A Ctrl-C (SIGINT)
-    to its whole process group, workers included, then stops nothing: every run trains to its end in
-    one session, none is left interrupted while the sweep goes on."""
+@pytest.mark.parametrize("ignored", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_sweep_started_ignoring_a_stop_signal_finishes_every_run_when_its_group_gets_it(tmp_path, ignored):
+    """A shell script's `diffrep sweep ... &` starts the sweep with Ctrl-C ignored (and a launcher may
+    ignore SIGTERM). That signal to its whole process group, workers included, then stops nothing:
+    every run trains to its end in one session, none is left interrupted while the sweep goes on."""
     sweep_dir, log = tmp_path / "sweep", tmp_path / "stderr.txt"
     quick = {**QUICK, "training.steps": 150}
-    with two_runs_in_flight(sweep_dir, log, quick, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) as proc:
-        os.killpg(proc.pid, signal.SIGINT)  # the sweep process and its workers, as a terminal's Ctrl-C
+    with two_runs_in_flight(sweep_dir, log, quick, preexec_fn=lambda: signal.signal(ignored, signal.SIG_IGN)) as proc:
+        os.killpg(proc.pid, ignored)  # the sweep process and its workers, as a terminal's Ctrl-C
         assert proc.wait(timeout=180) == 0, log.read_text()
     runs = [RunDir(p) for p in sorted((sweep_dir / "runs").iterdir())]
     assert len(runs) == 2 and all(run.checkpoint_steps()[-1] == 150 for run in runs)

@@ -460,7 +460,9 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, raise_terminated) if in_main_thread else None
+    # SIGTERM ends a command like Ctrl-C does, unless the process was started ignoring it (as train() does)
+    previous = signal.signal(signal.SIGTERM, raise_terminated) \
+        if in_main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN else None
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
@@ -482,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffrep: error: {e}", file=sys.stderr)
         return 1
     finally:
-        if in_main_thread:
+        if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0
 
