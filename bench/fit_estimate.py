@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/fit_estimate.py runs/*-laptop [--concurrent 2]
 
-A run's measured time is the span of its files' modification times: config.json is written when
-the run is created, the last checkpoint's scores and probes when it ends (unfinished runs are
-skipped; a run resumed after a pause counts the pause: leave such sweeps out). A sweep trains
+A run's measured time is the sum of its training sessions (provenance.json: each session's start to
+its end, checkpoints scored and probed inside it), so a run stopped and resumed later counts the
+time it trained and not the pause; unfinished runs are skipped. A sweep trains
 --concurrent runs at once (two one-thread runs on a 2-core CPU), so each run's share of the
 sweep's wall time is its span divided by that. The three constants of `run_seconds` (seconds per training step, per checkpoint, and the
 fixed part of a run's cost) are fitted by least squares of the relative errors
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +30,19 @@ from diffrep.training import is_finished
 
 
 def measured_runs(sweep_dir: Path) -> list[tuple[Config, float]]:
-    """(config, seconds from creation to the last file written) of every finished run of a sweep:
-    an unfinished one (killed, or still training) did not take the time the estimate is for."""
+    """(config, seconds its training sessions took) of every finished run of a sweep: an unfinished
+    one (killed, or still training) did not take the time the estimate is for. A run without a
+    provenance.json, or with a session killed before it recorded its end (SIGKILL), is left out:
+    the time it trained is unknown."""
     runs = []
     for path in sorted((sweep_dir / "runs").iterdir()):
         run = RunDir(path)
         if not run.config_path.is_file() or not is_finished(cfg := run.config(), run):
             continue
-        times = [os.path.getmtime(Path(root) / f) for root, _, files in os.walk(path) for f in files if f != "lock"]
-        runs.append((cfg, max(times) - min(times)))
+        sessions = run.provenance().get("sessions")
+        if sessions and all(s["ended"] for s in sessions):
+            runs.append((cfg, sum((datetime.fromisoformat(s["ended"]) - datetime.fromisoformat(s["started"])).total_seconds()
+                                  for s in sessions)))
     return runs
 
 
