@@ -367,10 +367,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in [
         analyze=percolation.analyze_percolation, trains=False),
     Experiment(
         "ablation",
-        claim="Open question: which architecture choices change when the phases come, and whether x and y factorize "
-              "(the follow-up finds factorized, orthogonal codes).",
+        claim="Open question: which architecture choices change when the phases come (whether x and y factorize is "
+              "the torus experiment's question).",
         measures="attention placement, widths, skip connections, sinusoidal vs trainable label encoders; steps to "
-                 "phase C at layer4 and at the bottleneck, accuracy, transfer R^2 per variant against the baseline",
+                 "phase C at layer4 and at the bottleneck, and the final accuracy, per variant against the baseline",
         scales={"laptop": Scale("default", {**TIMING_RUN, **TWO_LAYERS}, ablation_grid([8], [16, 8], [16, 32, 64]),
                                 TIMING_SEEDS),
                 "full": Scale("paper", TWO_LAYERS, ablation_grid([16, 8], [32, 16, 8], [64, 128, 256]), TIMING_SEEDS),
