@@ -105,8 +105,14 @@ def press_ctrl_c(images):
                                                           (press_ctrl_c, TrainingInterrupted, "interrupted", 5)])
 def test_a_session_that_stops_early_records_how_and_where(action, error, outcome, step, tmp_path, monkeypatch):
     monkeypatch.setattr(BumpDataset, "render", render_then(action, at_call=5))
-    with pytest.raises(error):
-        quick_run(tmp_path / "run")
+    # Ctrl-C as at a terminal: a shell that starts the tests in the background (`make test &`) starts
+    # them with SIGINT ignored, and train() leaves an ignored stop signal ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(error):
+            quick_run(tmp_path / "run")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (session,) = RunDir(tmp_path / "run").provenance()["sessions"]
     assert (session["outcome"], session["ended_at_step"]) == (outcome, step) and session["ended"] is not None
 
