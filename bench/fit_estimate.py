@@ -6,7 +6,7 @@ A run's measured time is the sum of its training sessions (provenance.json: each
 its end, checkpoints scored and probed inside it), so a run stopped and resumed later counts the
 time it trained and not the pause; unfinished runs are skipped. A sweep trains
 --concurrent runs at once (two one-thread runs on a 2-core CPU), so each run's share of the
-sweep's wall time is its span divided by that. The three constants of `run_seconds` (seconds per training step, per checkpoint, and the
+sweep's wall time is its time divided by that. The three constants of `run_seconds` (seconds per training step, per checkpoint, and the
 fixed part of a run's cost) are fitted by least squares of the relative errors
 (scipy.optimize.least_squares), and each sweep's measured total is printed beside the estimate
 with the current constants and the fitted ones. The last line is one JSON object.

@@ -14,7 +14,7 @@ from diffrep.config import make_config  # noqa: E402
 from diffrep.experiments.catalog import run_seconds  # noqa: E402
 
 
-def write_run(path: Path, cfg, sessions: list[tuple[float, float]], last_step: int | None = None) -> None:
+def write_run(path: Path, cfg, sessions: list[tuple[float, float | None]], last_step: int | None = None) -> None:
     """A run directory holding `cfg`, a checkpoint at last_step (default: its last step) and
     provenance.json with training sessions from and to the given times (seconds)."""
     (path / "checkpoints").mkdir(parents=True)
