@@ -46,7 +46,8 @@ from .rundir import RunDir, next_run_dir, read_json
 from .sweep.grid import parse_grid, parse_seeds
 from .sweep.runner import import_ray, load_sweep, run_sweep
 from .sweep.tables import aggregate, write_table
-from .training import Terminated, TrainingDiverged, TrainingInterrupted, raise_terminated, resolve_device
+from .training import (Terminated, TrainingDiverged, TrainingInterrupted, catch_unless_ignored, raise_terminated,
+                       resolve_device)
 
 DEMO_RUN_DIR = "runs/demo"
 
@@ -460,9 +461,8 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
-    # SIGTERM ends a command like Ctrl-C does, unless the process was started ignoring it (as train() does)
-    previous = signal.signal(signal.SIGTERM, raise_terminated) \
-        if in_main_thread and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN else None
+    # SIGTERM ends a command like Ctrl-C does, unless the process was started ignoring it
+    previous = catch_unless_ignored([signal.SIGTERM], raise_terminated) if in_main_thread else {}
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
@@ -484,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diffrep: error: {e}", file=sys.stderr)
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
 

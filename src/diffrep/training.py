@@ -57,6 +57,13 @@ def raise_terminated(signum, frame):
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def catch_unless_ignored(signals, handler) -> dict:
+    """Install `handler` for each of `signals` that this process does not ignore, and return
+    {signal: previous handler} of those. A stop signal the process was started ignoring stays
+    ignored: whoever started it asked for that (a shell script's `command &` ignores Ctrl-C)."""
+    return {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+
+
 def checkpoint_schedule(steps: int, log_points: int, every: int) -> list[int]:
     """Step 0, `log_points` log-spaced steps in [1, steps], every `every` steps, and the last."""
     log_spaced = np.unique(np.round(np.geomspace(1, steps, log_points)).astype(int)) if log_points else []
@@ -349,12 +356,10 @@ def train(cfg: Config, run: RunDir, resume: bool = False, quiet: bool = False, e
         trainer = Trainer(cfg, run, device, evaluate)
         schedule = set(checkpoint_schedule(t.steps, t.checkpoint_log_points, t.checkpoint_every))
         # Ctrl-C and SIGTERM (a scheduler's notice before it kills the job) only raise a flag: the step
-        # in flight finishes, so the checkpoint is consistent. A stop signal this process ignores stays
-        # ignored: whoever started it asked for that (a shell script's `command &` ignores Ctrl-C).
+        # in flight finishes, so the checkpoint is consistent.
         received: list[int] = []
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.signal(s, lambda signum, _frame: received.append(signum)) for s in STOP_SIGNALS
-                    if signal.getsignal(s) is not signal.SIG_IGN} if main_thread else {}
+        previous = catch_unless_ignored(STOP_SIGNALS, lambda signum, _frame: received.append(signum)) if main_thread else {}
         bar, record, outcome = None, None, "failed"  # the outcome unless training ends in one of the ways below
         try:
             if resume:

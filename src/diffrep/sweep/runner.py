@@ -39,7 +39,7 @@ import torch
 from ..config import Config, ConfigError
 from ..rundir import RunDir, atomic_write
 from ..run import new_run, train
-from ..training import STOP_SIGNALS, Terminated, TrainingInterrupted
+from ..training import STOP_SIGNALS, Terminated, TrainingInterrupted, catch_unless_ignored
 from ..training import is_finished as training_finished
 from .grid import canonical, expand_grid
 
@@ -304,9 +304,7 @@ def _worker_init(parent_pid: int, stop) -> None:
     ignored, and stays so: a Ctrl-C to the whole process group stops no run of a sweep that goes on."""
     global _STOP
     _STOP = stop
-    for s in STOP_SIGNALS:
-        if signal.getsignal(s) is not signal.SIG_IGN:
-            signal.signal(s, _between_runs)
+    catch_unless_ignored(STOP_SIGNALS, _between_runs)
 
     def watch():
         while os.getppid() == parent_pid:
