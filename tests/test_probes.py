@@ -238,6 +238,17 @@ def test_participation_ratio():
     assert P.participation_ratio(np.outer(np.arange(50.0), np.ones(8))) == pytest.approx(1.0)
 
 
+def test_pca_embedding_of_a_code_the_condition_does_not_move_is_zeros_without_a_warning():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flat = P.pca_embedding(np.ones((16, 8)))
+        line = P.pca_embedding(np.outer(np.arange(16.0), np.ones(8)))
+    assert flat.shape == (16, 3) and not flat.any()
+    assert np.corrcoef(line[:, 0], np.arange(16.0))[0, 1] ** 2 == pytest.approx(1.0)  # a moving code keeps its axis
+    assert P.pca_embedding(np.full((4, 2), np.nan)) is None
+
+
 def test_ridge_decoding_matches_scikit_learn():
     from sklearn.linear_model import Ridge
     from sklearn.metrics import r2_score

@@ -610,7 +610,10 @@ def pca_embedding(acts) -> np.ndarray | None:
     if not np.isfinite(acts).all():
         return None
     components = min(PCA_COMPONENTS, *acts.shape)
-    with threadpool_limits(limits=1, user_api="blas"):
+    # A code the condition does not move (a DiT at initialization: adaLN-zero blocks pass the noisy
+    # input through) has no variance: its projection is zeros, and sklearn's explained-variance ratio,
+    # computed on the side, divides 0 by 0.
+    with threadpool_limits(limits=1, user_api="blas"), np.errstate(invalid="ignore", divide="ignore"):
         return PCA(n_components=components, svd_solver="full").fit_transform(acts).astype(np.float32)
 
 
